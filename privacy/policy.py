@@ -1,0 +1,170 @@
+"""A community's privacy policy: the TOML file `cairn node init` writes and the node enforces.
+
+The policy is the community's, not the coordinator's: nothing a coordinator sends can loosen it
+(DESIGN invariant 3). Enforcement lives with the release gate; this module owns the file format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+RELEASE_KINDS = (
+    "train",  # DP-SGD reward-model update
+    "battle_counts",  # pairwise outcome counts per model pair
+    "thumbs_rates",  # thumbs up/down per model
+    "rating_histogram",  # rating distribution per named dimension
+    "coverage",  # counts by language, model, topic
+    "implicit_feedback",  # thanks / corrections / rephrasings found in chats
+)
+DIMENSIONS = ("broad", "specific")
+DEFINITIONS = ("prescriptive", "descriptive")
+
+
+class PolicyError(ValueError):
+    """The policy file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    community: str
+    epsilon_cap: float = 8.0  # total epsilon the community allows, at `delta`
+    delta: float = 1e-6  # target delta for every epsilon this node reports
+    allowed_releases: tuple[str, ...] = RELEASE_KINDS
+    min_contributors: int = 20  # a release needs at least this many eligible contributors
+    max_release_cells: int = 10_000  # largest aggregate answer (cells) a node will release
+    max_query_epsilon: float = 1.0  # most epsilon one aggregate query may spend
+    max_sampling_rate: float = 0.2  # highest Poisson rate for DP-SGD over contributors
+    min_noise_multiplier: float = 0.5  # DP-SGD noise floor (sigma / clipping norm)
+    waiting_period_hours: float = 24.0  # consent -> eligible delay (ShareLM waits 24 h)
+    licences: tuple[str, ...] = ("CC-BY-4.0", "CC0-1.0", "CC-BY-SA-4.0", "Apache-2.0")
+    dimensions: str = "broad"  # the community's feedback paradigm: broad or specific dimensions
+    definitions: str = "descriptive"  # prescriptive or descriptive definitions
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise PolicyError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        out = []
+        if not (self.epsilon_cap > 0):
+            out.append(f"privacy.epsilon_cap must be > 0, got {self.epsilon_cap}")
+        if not (0 < self.delta < 1):
+            out.append(f"privacy.delta must be in (0, 1), got {self.delta}")
+        for k in self.allowed_releases:
+            if k not in RELEASE_KINDS:
+                out.append(f"privacy.allowed_releases: unknown kind {k!r} (known: {', '.join(RELEASE_KINDS)})")
+        if self.min_contributors < 1:
+            out.append(f"privacy.min_contributors must be >= 1, got {self.min_contributors}")
+        if self.max_release_cells < 1:
+            out.append(f"privacy.max_release_cells must be >= 1, got {self.max_release_cells}")
+        if not (self.max_query_epsilon > 0):
+            out.append(f"privacy.max_query_epsilon must be > 0, got {self.max_query_epsilon}")
+        if not (0 < self.max_sampling_rate <= 1):
+            out.append(f"privacy.max_sampling_rate must be in (0, 1], got {self.max_sampling_rate}")
+        if not (self.min_noise_multiplier >= 0):
+            out.append(f"privacy.min_noise_multiplier must be >= 0, got {self.min_noise_multiplier}")
+        if self.waiting_period_hours < 0:
+            out.append(f"consent.waiting_period_hours must be >= 0, got {self.waiting_period_hours}")
+        if self.dimensions not in DIMENSIONS:
+            out.append(f"paradigm.dimensions must be one of {DIMENSIONS}, got {self.dimensions!r}")
+        if self.definitions not in DEFINITIONS:
+            out.append(f"paradigm.definitions must be one of {DEFINITIONS}, got {self.definitions!r}")
+        return out
+
+    # --- file format -------------------------------------------------------------------------
+
+    def to_toml_dict(self) -> dict:
+        return {
+            "community": {"name": self.community},
+            "privacy": {
+                "unit": "contributor",
+                "epsilon_cap": self.epsilon_cap,
+                "delta": self.delta,
+                "allowed_releases": list(self.allowed_releases),
+                "min_contributors": self.min_contributors,
+                "max_release_cells": self.max_release_cells,
+                "max_query_epsilon": self.max_query_epsilon,
+                "max_sampling_rate": self.max_sampling_rate,
+                "min_noise_multiplier": self.min_noise_multiplier,
+            },
+            "consent": {
+                "waiting_period_hours": self.waiting_period_hours,
+                "licences": list(self.licences),
+            },
+            "paradigm": {"dimensions": self.dimensions, "definitions": self.definitions},
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    def dumps(self) -> str:
+        header = (
+            "# Cairn community privacy policy. The node enforces it before every release;\n"
+            "# the unit of privacy is one contributor (a person). Edit with care: every\n"
+            "# ledger entry records the hash of the policy in force.\n"
+        )
+        return header + tomli_w.dumps(self.to_toml_dict())
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.dumps(), encoding="utf-8")
+        tmp.replace(path)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.dumps().encode()).hexdigest()
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+_SCHEMA = {
+    ("community", "name"): ("community", str),
+    ("privacy", "epsilon_cap"): ("epsilon_cap", float),
+    ("privacy", "delta"): ("delta", float),
+    ("privacy", "allowed_releases"): ("allowed_releases", list),
+    ("privacy", "min_contributors"): ("min_contributors", int),
+    ("privacy", "max_release_cells"): ("max_release_cells", int),
+    ("privacy", "max_query_epsilon"): ("max_query_epsilon", float),
+    ("privacy", "max_sampling_rate"): ("max_sampling_rate", float),
+    ("privacy", "min_noise_multiplier"): ("min_noise_multiplier", float),
+    ("consent", "waiting_period_hours"): ("waiting_period_hours", float),
+    ("consent", "licences"): ("licences", list),
+    ("paradigm", "dimensions"): ("dimensions", str),
+    ("paradigm", "definitions"): ("definitions", str),
+}
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: policy file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise PolicyError(f"{path}: not valid TOML: {e}") from None
+    if raw.get("privacy", {}).get("unit", "contributor") != "contributor":
+        raise PolicyError(f"{path}: privacy.unit must be 'contributor' (the unit of privacy is a person)")
+    kwargs: dict = {}
+    for (section, key), (attr, typ) in _SCHEMA.items():
+        if key not in raw.get(section, {}):
+            if (section, key) == ("community", "name"):
+                raise PolicyError(f"{path}: missing field community.name")
+            continue
+        value = raw[section][key]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise PolicyError(f"{path}: field {section}.{key} must be {typ.__name__}, got {value!r}")
+        kwargs[attr] = tuple(value) if typ is list else value
+    kwargs["extra"] = raw.get("extra", {})
+    try:
+        return Policy(**kwargs)
+    except PolicyError as e:
+        raise PolicyError(f"{path}: {e}") from None

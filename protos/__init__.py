@@ -1,0 +1,1 @@
+"""Wire and ledger formats (.proto) and their generated Python code (`python -m protos.build`)."""
