@@ -1,0 +1,162 @@
+"""`cairn node ...`: what a community operator runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cairn.errors import friendly
+from node.node_dir import NodeDir
+
+
+def _echo(data: dict, as_json: bool, title: str = "") -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+        return
+    from rich.console import Console
+    from rich.tree import Tree
+
+    tree = Tree(f"[bold]{title}[/bold]" if title else "")
+
+    def add(node, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, (dict, list)) and v:
+                    add(node.add(f"[cyan]{k}[/cyan]"), v)
+                else:
+                    node.add(f"[cyan]{k}[/cyan]: {v}")
+        elif isinstance(value, list):
+            for v in value:
+                node.add(str(v))
+
+    add(tree, data)
+    Console().print(tree)
+
+
+@click.group()
+def node() -> None:
+    """A community's node: store, consent, privacy budget."""
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="The community's name.")
+@click.option("--passphrase-env", default=None, metavar="VAR",
+              help="Derive the store key from the passphrase in this environment variable (scrypt) instead of a key file.")
+@friendly
+def init(dir: Path, name: str, passphrase_env: str | None) -> None:
+    """Create a node directory: store, keys, privacy policy."""
+    import os
+
+    passphrase = None
+    if passphrase_env:
+        passphrase = os.environ.get(passphrase_env)
+        if not passphrase:
+            raise click.ClickException(f"environment variable {passphrase_env} is empty or unset")
+    nd = NodeDir.init(dir, name, passphrase=passphrase)
+    click.echo(f"initialised node {name!r} in {dir} (node id {nd.node_id[:16]}…)")
+    click.echo(f"  policy: {nd.policy_path}  (edit it to set the community's privacy policy)")
+
+
+@node.command(name="import")
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", default=None, help="Input format; detected when not given.")
+@click.option("--contributor", default=None, help="Attribute every record to this contributor id.")
+@click.option("--skip-invalid", is_flag=True, help="Import the valid records and report each skipped one.")
+@click.option("--consent", "consent", default=None, metavar="LICENCE",
+              help="Record consent under this licence for every contributor in the file.")
+@click.option("--consent-at", default=None, metavar="TIME", help="When consent was given (ISO 8601; default now).")
+@click.option("--max-record-bytes", default=1_000_000, show_default=True, help="Refuse records larger than this.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def import_(dir, file, fmt, contributor, skip_invalid, consent, consent_at, max_record_bytes, as_json) -> None:
+    """Import chats and feedback from FILE (atomic unless --skip-invalid)."""
+    from node.ingest import import_file
+
+    nd = NodeDir(dir)
+    store = nd.open_store()
+    try:
+        rep = import_file(store, file, fmt=fmt, contributor=contributor, skip_invalid=skip_invalid,
+                          consent=consent, consent_at=consent_at, max_record_bytes=max_record_bytes,
+                          progress=not as_json)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rep.as_dict(), indent=2))
+        return
+    click.echo(f"{file}: {rep.records} records imported as {rep.format}, {rep.duplicates} already present, "
+               f"{rep.withdrawn} of withdrawn contributors dropped, {len(rep.skipped)} skipped")
+    for err in rep.skipped:
+        click.echo(f"  skipped: {err}", err=True)
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def status(dir: Path, as_json: bool) -> None:
+    """Counts: contributors, conversations, feedback by kind, eligibility, languages, models, redactions."""
+    from node.status import node_status
+
+    nd = NodeDir(dir)
+    store = nd.open_store()
+    try:
+        _echo(node_status(nd, store), as_json, title=f"node {nd.name}")
+    finally:
+        store.close()
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--contributor", "contributors", multiple=True, help="Contributor id (repeatable).")
+@click.option("--all", "everyone", is_flag=True, help="Every contributor in the store.")
+@click.option("--licence", required=True, help="Licence the contributor agreed to, e.g. CC-BY-4.0.")
+@click.option("--at", default=None, help="When consent was given (ISO 8601; default now).")
+@friendly
+def consent(dir, contributors, everyone, licence, at) -> None:
+    """Record contributors' consent (they become eligible after the policy's waiting period)."""
+    from node.consent import record_consent
+
+    if bool(contributors) == everyone:
+        raise click.UsageError("give --contributor ID (repeatable) or --all")
+    store = NodeDir(dir).open_store()
+    try:
+        n = record_consent(store, None if everyone else list(contributors), licence, at, source="cli")
+    finally:
+        store.close()
+    click.echo(f"consent under {licence} recorded for {n} contributor(s)")
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--contributor", required=True, help="The contributor who withdraws.")
+@friendly
+def forget(dir: Path, contributor: str) -> None:
+    """Withdrawal: delete a contributor's text and feedback and exclude them from later releases."""
+    store = NodeDir(dir).open_store()
+    try:
+        out = store.forget(contributor)
+    finally:
+        store.close()
+    click.echo(f"forgot {contributor}: {out['conversations_deleted']} conversations and "
+               f"{out['feedback_deleted']} feedback items deleted; excluded from every later release")
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--id", "cid", required=True, help="Contributor id.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def contributor(dir: Path, cid: str, as_json: bool) -> None:
+    """Show what the node holds about one contributor."""
+    from node.contributors import describe
+
+    nd = NodeDir(dir)
+    store = nd.open_store()
+    try:
+        _echo(describe(store, nd.policy(), cid), as_json, title=f"contributor {cid}")
+    finally:
+        store.close()

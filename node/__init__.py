@@ -1,0 +1,1 @@
+"""The community's side of Cairn: store, importers, consent, features, local DP training, queries."""

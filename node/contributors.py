@@ -1,0 +1,41 @@
+"""What the node holds about one contributor (`cairn node contributor DIR --id ID`)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime, timezone
+
+from node.consent import classify
+from node.store import StoreError
+
+
+def describe(store, policy, cid: str) -> dict:
+    row = store.conn.execute(
+        "SELECT id, consent_licence, consent_at, first_seen, consent_source FROM contributors WHERE id=?", (cid,)
+    ).fetchone()
+    if row is None:
+        if store.is_withdrawn(cid):
+            return {"id": cid, "status": "withdrawn", "held": "nothing (text and feedback deleted)"}
+        raise StoreError(f"no contributor {cid!r} in this node")
+    state = classify(row[:3], policy, datetime.now(timezone.utc))
+    q = store.conn.execute
+    kinds = Counter(dict(q("SELECT kind, COUNT(*) FROM feedback WHERE contributor=? GROUP BY kind", (cid,)).fetchall()))
+    sources = Counter()
+    for (src,) in q(
+        "SELECT c.source FROM feedback f JOIN conversations c ON c.id = f.conversation_id WHERE f.contributor=?", (cid,)
+    ):
+        sources[src] += 1
+    models = Counter()
+    for (mods,) in q("SELECT models FROM conversations WHERE owner=?", (cid,)):
+        models.update(m for m in json.loads(mods) if m)
+    return {
+        "id": cid,
+        "status": state.status,
+        "consent": {"licence": row[1], "at": row[2], "source": row[4], "eligible_from": state.eligible_from},
+        "first_seen": row[3],
+        "conversations_owned": q("SELECT COUNT(*) FROM conversations WHERE owner=?", (cid,)).fetchone()[0],
+        "feedback": dict(kinds),
+        "sources": dict(sources),
+        "models_in_own_conversations": dict(models),
+    }

@@ -1,0 +1,81 @@
+"""Encryption at rest for a node's store: AES-GCM for text, HMAC for text-free lookup keys.
+
+The master secret comes from the key file that `cairn node init` writes (32 random bytes, mode 0600)
+or from a passphrase stretched with scrypt (RFC 7914; n=2**15, r=8, p=1). Two sub-keys are derived
+with HKDF-SHA256 (RFC 5869): one for AES-256-GCM (NIST SP 800-38D, 96-bit random nonces), one for
+HMAC-SHA256 identifiers, so that dedup keys and caches never hold text or plain hashes of text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+NONCE = 12
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+
+
+class CryptoError(Exception):
+    pass
+
+
+def _hkdf(master: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+
+
+def new_key_file(path: Path) -> None:
+    """Write 32 random bytes to `path`, readable by the owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.urandom(32))
+
+
+def master_from_key_file(path: Path) -> bytes:
+    data = Path(path).read_bytes()
+    if len(data) != 32:
+        raise CryptoError(f"{path}: store key must be 32 bytes, found {len(data)}")
+    return data
+
+
+def master_from_passphrase(passphrase: str, salt: bytes) -> bytes:
+    return Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class StoreCipher:
+    """AES-GCM sealing bound to a context (table and row id), and keyed identifiers."""
+
+    enc_key: bytes
+    mac_key: bytes
+
+    @classmethod
+    def from_master(cls, master: bytes) -> "StoreCipher":
+        return cls(_hkdf(master, b"cairn/store/aes-gcm/v1"), _hkdf(master, b"cairn/store/hmac/v1"))
+
+    def seal(self, plaintext: bytes, context: bytes) -> bytes:
+        nonce = os.urandom(NONCE)
+        return nonce + AESGCM(self.enc_key).encrypt(nonce, plaintext, context)
+
+    def open(self, blob: bytes, context: bytes) -> bytes:
+        try:
+            return AESGCM(self.enc_key).decrypt(blob[:NONCE], blob[NONCE:], context)
+        except InvalidTag:
+            raise CryptoError("decryption failed: wrong store key or passphrase, or the data was altered") from None
+
+    def ident(self, *parts: str) -> str:
+        """Keyed identifier of `parts` (hex HMAC-SHA256): stable per node, reveals nothing."""
+        msg = "\x1f".join(parts).encode("utf-8")
+        return hmac.new(self.mac_key, msg, hashlib.sha256).hexdigest()
+
+    def check_value(self) -> str:
+        """A value stored at init, to tell a wrong key or passphrase from corrupted data."""
+        return self.ident("cairn-key-check")
