@@ -307,32 +307,34 @@ class Store:
 
 
 class EmbeddingCache:
-    """Sealed feature vectors keyed by HMAC(featurizer, text): the cache never holds text."""
+    """Sealed feature vectors keyed by HMAC(featurizer, text): the cache never holds text.
+
+    Implements node/features.py's FeatureCache: pass `keys=[cache.key(t) for t in texts]`."""
 
     def __init__(self, store: Store, featurizer_name: str):
         self.store, self.name = store, featurizer_name
-        store.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (f"featurizer:{featurizer_name}", featurizer_name))
+        store.conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (f"featurizer:{featurizer_name}", featurizer_name)
+        )
 
     def key(self, text: str) -> str:
         return self.store.cipher.ident("emb", self.name, text)
 
-    def get_many(self, texts: list[str]):
+    def get_many(self, keys: list[str]):
         import numpy as np
 
         out = {}
-        for t in texts:
-            k = self.key(t)
+        for k in keys:
             row = self.store.conn.execute("SELECT vec FROM embeddings WHERE key=?", (k,)).fetchone()
             if row:
-                out[t] = np.frombuffer(self.store.cipher.open(row[0], b"emb:" + k.encode()), dtype=np.float32)
+                out[k] = np.frombuffer(self.store.cipher.open(row[0], b"emb:" + k.encode()), dtype=np.float32)
         return out
 
-    def put_many(self, vectors: dict) -> None:
+    def put_many(self, items: dict) -> None:
         import numpy as np
 
         with self.store.transaction():
-            for t, v in vectors.items():
-                k = self.key(t)
+            for k, v in items.items():
                 blob = self.store.cipher.seal(np.asarray(v, dtype=np.float32).tobytes(), b"emb:" + k.encode())
                 self.store.conn.execute("INSERT OR REPLACE INTO embeddings(key, vec) VALUES(?, ?)", (k, blob))
 

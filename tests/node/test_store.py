@@ -69,7 +69,8 @@ def test_forget_removes_text_from_every_byte_and_blocks_reimport(node_dir):
         # carol judged alice's conversation: it goes with alice's text
         store.add_record(make_record("k3", owner="alice", judge="carol", text=CANARY + "-2"), None)
     cache = store.embedding_cache("hashed-test")
-    cache.put_many({f"my secret is {CANARY}": [1.0, 2.0]})
+    cache.put_many({cache.key(f"my secret is {CANARY}"): [1.0, 2.0]})
+    assert len(cache.get_many([cache.key(f"my secret is {CANARY}")])) == 1
     out = store.forget("alice")
     assert out["conversations_deleted"] == 2
     recs = list(store.records())
