@@ -1,0 +1,163 @@
+"""PII redaction of conversation and feedback text, applied at import before anything is stored.
+
+`redact(text) -> (new_text, Counter(kind -> n))` replaces, in this order:
+
+| kind            | token         | what                                                                  |
+|-----------------|---------------|-----------------------------------------------------------------------|
+| url_credentials | [CREDENTIALS] | `user:password@` in URLs (scheme://user:pass@host); host kept         |
+| email           | [EMAIL]       | addresses like name@example.org                                       |
+| iban            | [IBAN]        | IBANs: known country code, that country's length, ISO 7064 mod-97 ok  |
+| card            | [CARD]        | 13–19 digit payment card numbers (spaces/hyphens allowed), Luhn-valid, |
+|                 |               | issuer prefix 2–6, not one repeated digit                             |
+| ip              | [IP]          | IPv4 (each octet 0–255, not part of a longer dotted number) and IPv6  |
+|                 |               | (validated by `ipaddress`; 3+ groups, or 2 with one of 3+ digits: not a::b)             |
+| phone           | [PHONE]       | international (+CC ..., 8–15 digits), North American (555) 123-4567 / |
+|                 |               | 555-123-4567 / 555.123.4567, and national numbers starting with 0     |
+|                 |               | written in groups (020 7946 0958, 06 12 34 56 78; 9–12 digits)        |
+
+Phone patterns need a "+" or separators in phone-like groups, so plain numbers, years, dates
+("2023-05-18", "01/02/2023"), prices and ids are left alone. Card and IBAN matches must pass their
+checksums, which keeps false positives on long numbers rare.
+
+`redact_record(record) -> Counter` redacts a Record's prompt messages, responses and feedback
+text (critiques) in place.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+
+from node.schema import Record
+
+TOKENS = {
+    "url_credentials": "[CREDENTIALS]",
+    "email": "[EMAIL]",
+    "iban": "[IBAN]",
+    "card": "[CARD]",
+    "ip": "[IP]",
+    "phone": "[PHONE]",
+}
+
+# IBAN lengths per country (SWIFT IBAN registry).
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
+    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}
+
+URL_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/?#@:]+:[^\s/?#@]*@(?=[^\s/?#@]+)")
+EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b")
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+CARD = re.compile(r"(?<![\w.,-])\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)")
+OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+IPV4 = re.compile(rf"(?<![\w.]){OCTET}(?:\.{OCTET}){{3}}(?![\w]|\.\d)")
+IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])")
+PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w]|[.-]?\d)")
+PHONE_NANP = re.compile(r"(?<![\w+(-])(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w]|[.-]?\d)")
+PHONE_NATIONAL = re.compile(r"(?<![\w+./-])0\d{1,4}(?:[ /-]\d{2,4}){1,4}(?![\w]|[./-]?\d)")
+
+
+def _digits(s: str) -> str:
+    return re.sub(r"\D", "", s)
+
+
+def luhn_ok(number: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(candidate: str) -> bool:
+    s = candidate.replace(" ", "").upper()
+    if IBAN_LENGTHS.get(s[:2]) != len(s):
+        return False
+    moved = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _card_ok(m: re.Match) -> bool:
+    d = _digits(m.group())
+    seps = set(re.sub(r"\d", "", m.group()))
+    if len(seps) > 1:
+        return False
+    if seps:  # grouped as cards print them: 4-4-4-4(-3), or Amex/Diners 4-6-5 / 4-6-4
+        groups = [len(g) for g in re.split(r"[ -]", m.group())]
+        if not (all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4) and groups not in ([4, 6, 5], [4, 6, 4]):
+            return False
+    return 13 <= len(d) <= 19 and d[0] in "23456" and len(set(d)) > 1 and luhn_ok(d)
+
+
+def _ipv6_ok(m: re.Match) -> bool:
+    s = m.group()
+    try:
+        ipaddress.IPv6Address(s)
+    except ValueError:
+        return False
+    groups = [g for g in re.split(r"[:.]", s) if g]
+    return len(groups) >= 3 or (len(groups) == 2 and max(map(len, groups)) >= 3)
+
+
+def _phone_intl_ok(m: re.Match) -> bool:
+    return 8 <= len(_digits(m.group())) <= 15
+
+
+def _phone_national_ok(m: re.Match) -> bool:
+    return 9 <= len(_digits(m.group())) <= 12
+
+
+PASSES = (
+    ("url_credentials", URL_CREDENTIALS, None),
+    ("email", EMAIL, None),
+    ("iban", IBAN, lambda m: iban_ok(m.group())),
+    ("card", CARD, _card_ok),
+    ("ip", IPV4, None),
+    ("ip", IPV6, _ipv6_ok),
+    ("phone", PHONE_INTL, _phone_intl_ok),
+    ("phone", PHONE_NANP, None),
+    ("phone", PHONE_NATIONAL, _phone_national_ok),
+)
+
+
+def redact(text: str) -> tuple[str, Counter]:
+    counts: Counter = Counter()
+    if not text:
+        return text, counts
+    for kind, pattern, ok in PASSES:
+        def sub(m: re.Match, kind=kind, ok=ok) -> str:
+            if ok is not None and not ok(m):
+                return m.group()
+            counts[kind] += 1
+            if kind == "url_credentials":
+                return m.group(1) + TOKENS[kind] + "@"
+            return TOKENS[kind]
+        text = pattern.sub(sub, text)
+    return text, counts
+
+
+def redact_record(record: Record) -> Counter:
+    """Redact a Record's text in place; returns the counts per kind."""
+    total: Counter = Counter()
+    for m in record.prompt:
+        m.text, c = redact(m.text)
+        total += c
+    for r in record.responses:
+        r.text, c = redact(r.text)
+        total += c
+    for f in record.feedback:
+        if f.text:
+            f.text, c = redact(f.text)
+            total += c
+    return total
