@@ -7,13 +7,13 @@
 | url_credentials | [CREDENTIALS] | `user:password@` in URLs (scheme://user:pass@host); host kept         |
 | email           | [EMAIL]       | addresses like name@example.org                                       |
 | iban            | [IBAN]        | IBANs: known country code, that country's length, ISO 7064 mod-97 ok  |
-| card            | [CARD]        | 13–19 digit payment card numbers (spaces/hyphens allowed), Luhn-valid, |
-|                 |               | issuer prefix 2–6, not one repeated digit                             |
+| card            | [CARD]        | payment card numbers: 13–19 digits, plain or in card-style groups,    |
+|                 |               | Luhn-valid, issuer prefix 2–6, not one repeated digit                 |
 | ip              | [IP]          | IPv4 (each octet 0–255, not part of a longer dotted number) and IPv6  |
-|                 |               | (validated by `ipaddress`; 3+ groups, or 2 with one of 3+ digits: not a::b)             |
+|                 |               | (valid for `ipaddress`; 3+ groups, or 2 with one of 3+ digits)        |
 | phone           | [PHONE]       | international (+CC ..., 8–15 digits), North American (555) 123-4567 / |
-|                 |               | 555-123-4567 / 555.123.4567, and national numbers starting with 0     |
-|                 |               | written in groups (020 7946 0958, 06 12 34 56 78; 9–12 digits)        |
+|                 |               | 1-800-555-0199 / 555.123.4567, and national numbers starting with 0   |
+|                 |               | in groups (020 7946 0958, (030) 12345678, 06 12 34 56 78; 9–12 digits)|
 
 Phone patterns need a "+" or separators in phone-like groups, so plain numbers, years, dates
 ("2023-05-18", "01/02/2023"), prices and ids are left alone. Card and IBAN matches must pass their
@@ -62,8 +62,8 @@ OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"(?<![\w.]){OCTET}(?:\.{OCTET}){{3}}(?![\w]|\.\d)")
 IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])")
 PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w]|[.-]?\d)")
-PHONE_NANP = re.compile(r"(?<![\w+(-])(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w]|[.-]?\d)")
-PHONE_NATIONAL = re.compile(r"(?<![\w+./-])0\d{1,4}(?:[ /-]\d{2,4}){1,4}(?![\w]|[./-]?\d)")
+PHONE_NANP = re.compile(r"(?<![\w+(-])(?:1[-. ])?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w]|[.-]?\d)")
+PHONE_NATIONAL = re.compile(r"(?<![\w+./-])(?:0\d{1,4}|\(0\d{1,4}\))(?:[ /-]\d{2,8}){1,4}(?![\w]|[./-]?\d)")
 
 
 def _digits(s: str) -> str:

@@ -8,7 +8,8 @@ Only blank lines are skipped (they still count for line numbers).
 
 Compression is recognised by the gzip magic bytes, not by the file name. A file whose first
 non-blank byte is `[` is read as one JSON array: its records are then numbered by their 0-based
-index in the array ("record N") instead of by line.
+index in the array ("record N") instead of by line. A `.json` file holding one (possibly
+pretty-printed) object is record 0; a `.json` file with one object per line is read as JSON Lines.
 
 Error messages never quote record text (invariant 1: raw text does not leave the node through
 errors or logs); they name the place and the problem.
@@ -55,8 +56,15 @@ class RecordError(Exception):
         where = f" field '{self.field}':" if self.field else ""
         return f"{self.location}:{where} {self.message}"
 
+    def __reduce__(self):
+        return (_make_error, (self.path, self.line, self.field, self.message, self.unit, self.fatal))
+
     def __repr__(self) -> str:
         return f"RecordError({self.path!r}, {self.line}, {self.field!r}, {self.message!r})"
+
+
+def _make_error(path, line, field, message, unit, fatal) -> RecordError:
+    return RecordError(path, line, field, message, unit=unit, fatal=fatal)
 
 
 @dataclass
@@ -126,10 +134,36 @@ def _decode(raw: bytes, path: str, line: int, unit: str) -> Any:
 
 def iter_raw(path: str | os.PathLike, max_record_bytes: int = 1_000_000) -> Iterator[RawRecord | RecordError]:
     path = os.fspath(path)
-    if _first_byte(path) == b"[":
+    first = _first_byte(path)
+    if first == b"[":
         yield from _iter_array(path, max_record_bytes)
-    else:
-        yield from _iter_lines(path, max_record_bytes)
+        return
+    if first == b"{" and path.lower().endswith((".json", ".json.gz")):
+        single = _single_object(path, max_record_bytes)
+        if single is not None:
+            yield single
+            return
+    yield from _iter_lines(path, max_record_bytes)
+
+
+def _single_object(path: str, max_bytes: int) -> RawRecord | None:
+    """The file as one JSON object when it is exactly that (and not too large), else None."""
+    if os.path.getsize(path) > max_bytes:
+        return None
+    f = _open(path)
+    try:
+        data = f.read(max_bytes + 1)
+    except (EOFError, OSError, zlib.error):
+        return None
+    finally:
+        _close(f)
+    if len(data) > max_bytes:
+        return None
+    try:
+        obj = _loads(data.removeprefix(UTF8_BOM).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return RawRecord(0, obj, unit="record") if isinstance(obj, dict) else None
 
 
 def _broken_stream(path: str, line: int, e: BaseException) -> RecordError:

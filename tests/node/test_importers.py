@@ -337,6 +337,19 @@ def test_json_array_errors_name_the_record(tmp_path):
     assert e.fatal and e.line == 4
 
 
+def test_single_pretty_printed_object_and_pickling(tmp_path):
+    import pickle
+
+    row = json.loads((FMT_DIR / "openai_messages.jsonl").read_text().splitlines()[0])
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(row, indent=2))
+    (rec,) = parse_ok(path)
+    assert rec.key == "conv-0001"
+    (e,) = errors(BAD_DIR / "missing_field.jsonl")[:1]
+    e2 = pickle.loads(pickle.dumps(e))
+    assert str(e2) == str(e) and e2.field == e.field
+
+
 def test_errors_do_not_quote_record_text(tmp_path):
     path = tmp_path / "o.jsonl"
     secret = "CANARY-7d1e secret diagnosis"
