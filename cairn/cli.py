@@ -26,21 +26,20 @@ def cli() -> None:
     """Cairn: federated, privacy-preserving open human feedback."""
 
 
-from cairn.node_cli import node  # noqa: E402
 from cairn.demo import demo  # noqa: E402
+from cairn.federate import federate  # noqa: E402
+from cairn.model_cli import model  # noqa: E402
+from cairn.node_cli import node  # noqa: E402
 
 cli.add_command(node)
+cli.add_command(model)
+cli.add_command(federate)
 cli.add_command(demo)
 
 
 @cli.group()
 def coordinator() -> None:
     """The coordinator: admit nodes, run rounds, publish bundles."""
-
-
-@cli.group()
-def model() -> None:
-    """Score and evaluate reward models."""
 
 
 @cli.group()

@@ -8,12 +8,13 @@ import click
 
 from node.consent import ConsentError
 from node.crypto import CryptoError
+from node.importers import FormatError
 from node.ingest import ImportFailed
 from node.node_dir import NodeDirError
 from node.store import StoreError
 from privacy.policy import PolicyError
 
-KNOWN = (ConsentError, CryptoError, ImportFailed, NodeDirError, StoreError, PolicyError, FileNotFoundError)
+KNOWN = (FormatError, ConsentError, CryptoError, ImportFailed, NodeDirError, StoreError, PolicyError, FileNotFoundError)
 
 
 def friendly(fn):

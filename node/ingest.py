@@ -85,7 +85,7 @@ def import_file(
                 (path.name, file_sha256(path), fmt, utcnow()),
             ).lastrowid
             for item in read_records(path, fmt=fmt, contributor=contributor, max_record_bytes=max_record_bytes):
-                if bar:
+                if bar is not None:
                     bar.update(1)
                 if isinstance(item, RecordError):
                     if not skip_invalid:
@@ -109,7 +109,7 @@ def import_file(
                 (report.records, report.duplicates, len(report.skipped), import_id),
             )
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     return report
 
@@ -119,4 +119,4 @@ def _progress(path: Path, enabled: bool):
         return None
     from tqdm import tqdm
 
-    return tqdm(desc=f"importing {path.name}", unit=" records", leave=False)
+    return tqdm(desc=f"importing {path.name}", unit=" records", leave=False, disable=None)
