@@ -1,0 +1,1 @@
+"""The coordinator: Flower ServerApp, aggregation, leaderboard, bundle publication, node registry."""
