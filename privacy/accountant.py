@@ -344,10 +344,11 @@ class Accountant:
 # --- calibration ---------------------------------------------------------------------------------
 
 
-def _search_smallest(make_event, target_epsilon: float, delta: float, lo: float = 1e-3, hi: float = 1.0,
-                     rel_tol: float = 1e-3) -> float:
-    """Smallest noise parameter x (to rel_tol) with epsilon_of(make_event(x)) <= target. Sound:
-    the returned x has been checked against the same accountant the ledger uses."""
+def calibrate_noise(make_event, target_epsilon: float, delta: float, lo: float = 1e-3, hi: float = 1.0,
+                    rel_tol: float = 1e-3) -> float:
+    """Smallest noise parameter x (to rel_tol) with epsilon_of([make_event(x)]) <= target, by
+    bisection (epsilon falls as noise grows). Sound: the returned x has been checked against the
+    same accountant the ledger uses."""
     if not (target_epsilon > 0):
         raise AccountingError(f"target epsilon must be > 0, got {target_epsilon!r}")
 
@@ -372,7 +373,7 @@ def _search_smallest(make_event, target_epsilon: float, delta: float, lo: float 
 def noise_multiplier_for(target_epsilon: float, delta: float, sampling_probability: float, steps: int) -> float:
     """DP-SGD noise multiplier (sigma / clipping norm) so that `steps` Poisson-sampled Gaussian steps
     cost at most `target_epsilon` at `delta`, by the same accountant as the ledger."""
-    return _search_smallest(
+    return calibrate_noise(
         lambda s: SelfComposedEvent(PoissonSampledEvent(sampling_probability, GaussianEvent(s, 1.0)), int(steps)),
         target_epsilon, delta,
     )
@@ -380,7 +381,7 @@ def noise_multiplier_for(target_epsilon: float, delta: float, sampling_probabili
 
 def discrete_gaussian_sigma_for(target_epsilon: float, delta: float, sensitivity: int = 1, count: int = 1) -> float:
     """sigma of a discrete Gaussian on integer queries with sensitivity `sensitivity`, used `count` times."""
-    return _search_smallest(
+    return calibrate_noise(
         lambda s: SelfComposedEvent(DiscreteGaussianEvent(s, sensitivity), int(count)), target_epsilon, delta
     )
 
@@ -395,6 +396,6 @@ def discrete_laplace_scale_for(target_epsilon: float, delta: float = 0.0, sensit
         if not (target_epsilon > 0):
             raise AccountingError(f"target epsilon must be > 0, got {target_epsilon!r}")
         return count * sensitivity / target_epsilon
-    return _search_smallest(
+    return calibrate_noise(
         lambda t: SelfComposedEvent(DiscreteLaplaceEvent(t, sensitivity), int(count)), target_epsilon, delta
     )

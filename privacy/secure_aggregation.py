@@ -133,6 +133,27 @@ class SecAggNode:
     inbox: dict = field(default_factory=dict)  # v -> ciphertext of v's shares for me
     sent_input: bool = False
     revealed: bool = False
+    own_shares: tuple = (b"", b"")  # this node's own shares of b_u and s_u^SK
+
+    def to_bytes(self) -> bytes:
+        """Serialise the state between stages (it stays on the node, e.g. in Flower's context.state)."""
+        h = bytes.hex
+        return json.dumps({
+            "me": self.me, "params": self.params.to_json(), "c_sk": h(self.c_sk), "s_sk": h(self.s_sk),
+            "b": h(self.b), "pks": {str(v): [h(c), h(s)] for v, (c, s) in self.pks.items()},
+            "inbox": {str(v): h(ct) for v, ct in self.inbox.items()}, "sent_input": self.sent_input,
+            "revealed": self.revealed, "own_shares": [h(x) for x in self.own_shares],
+        }).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SecAggNode":
+        d, u = json.loads(data), bytes.fromhex
+        return cls(
+            me=d["me"], params=Params.from_json(d["params"]), c_sk=u(d["c_sk"]), s_sk=u(d["s_sk"]), b=u(d["b"]),
+            pks={int(v): (u(c), u(s)) for v, (c, s) in d["pks"].items()},
+            inbox={int(v): u(ct) for v, ct in d["inbox"].items()}, sent_input=d["sent_input"],
+            revealed=d["revealed"], own_shares=tuple(u(x) for x in d["own_shares"]),
+        )
 
     def public_keys(self) -> tuple[bytes, bytes]:
         c, s = X25519PrivateKey.generate(), X25519PrivateKey.generate()
@@ -149,7 +170,7 @@ class SecAggNode:
         holders = [self.me] + nbrs
         b_sh = _share(self.b, self.params.threshold, len(holders))
         s_sh = _share(self.s_sk, self.params.threshold, len(holders))
-        self._own_shares = (b_sh[0], s_sh[0])
+        self.own_shares = (b_sh[0], s_sh[0])
         out = {}
         for i, v in enumerate(nbrs, start=1):
             key = _agree(self.c_sk, pks[v][0], b"cairn/secagg/channel")
@@ -193,7 +214,7 @@ class SecAggNode:
             elif v in dropped:
                 out[v] = ("s", s_share)
         if self.me in survivors:
-            out[self.me] = ("b", self._own_shares[0])
+            out[self.me] = ("b", self.own_shares[0])
         return out
 
 

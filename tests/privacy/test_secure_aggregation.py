@@ -21,6 +21,7 @@ def run(xs, threshold, drop_after_shares=(), neighbours=0, clip=1.0, levels=1 <<
     server = SecAggServer(p)
     pks = server.collect_public_keys({u: n.public_keys() for u, n in nodes.items()})
     inbox = server.route_shares({u: n.share_keys(pks) for u, n in nodes.items()})
+    nodes = {u: SecAggNode.from_bytes(n.to_bytes()) for u, n in nodes.items()}  # state survives a round trip
     masked = {u: nodes[u].masked_input(xs[u - 1], inbox[u]) for u in ids if u not in drop_after_shares}
     survivors, dropped = server.collect_inputs(masked)
     reveals = {u: nodes[u].unmask(survivors, dropped) for u in survivors}
