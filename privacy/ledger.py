@@ -1,0 +1,290 @@
+"""The node's privacy ledger: append-only, hash-chained, Ed25519-signed (DESIGN invariant 7).
+
+Each entry's body (protos/ledger.proto LedgerEntryBody) records one release: its DP event, the
+cumulative epsilon claimed after it (at target_delta, by the named accountant), the previous
+entry's hash and the hash of the policy in force.
+
+    entry_hash = SHA-256(deterministic serialisation of the body)
+    signature  = Ed25519(node key, entry_hash)          (RFC 8032)
+
+Storage: tables in the node's own SQLite database (WAL). UPDATE and DELETE are refused by
+triggers. An entry and the payload it releases are written in ONE transaction, so an entry is
+durably committed (PRAGMA synchronous=FULL: fsync at commit) before any payload can be handed to
+the network (invariant 2); the cached payload also answers a repeated identical request (invariant
+3). The claimed epsilon and the cap check are computed inside that write transaction, so two
+processes cannot both squeeze under the cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from google.protobuf import json_format
+
+from privacy.accountant import EpsilonReport, epsilon_of
+from privacy.events import DpEvent, event_from_proto, event_to_proto
+from protos import ledger_pb2
+
+GENESIS_PREV_HASH = bytes(32)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS privacy_ledger_meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS privacy_ledger (
+    seq          INTEGER PRIMARY KEY,
+    body         BLOB NOT NULL,      -- serialised LedgerEntryBody, exactly the bytes hashed
+    entry_hash   BLOB NOT NULL UNIQUE,
+    signature    BLOB NOT NULL,
+    release_kind TEXT NOT NULL,
+    round_id     TEXT NOT NULL,
+    request_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS privacy_release_cache (
+    request_hash TEXT PRIMARY KEY,
+    seq          INTEGER NOT NULL REFERENCES privacy_ledger(seq),
+    payload      BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS privacy_ledger_no_update BEFORE UPDATE ON privacy_ledger
+BEGIN SELECT RAISE(ABORT, 'privacy ledger is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS privacy_ledger_no_delete BEFORE DELETE ON privacy_ledger
+BEGIN SELECT RAISE(ABORT, 'privacy ledger is append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS privacy_release_cache_no_update BEFORE UPDATE ON privacy_release_cache
+BEGIN SELECT RAISE(ABORT, 'privacy release cache is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS privacy_release_cache_no_delete BEFORE DELETE ON privacy_release_cache
+BEGIN SELECT RAISE(ABORT, 'privacy release cache is append-only: DELETE refused'); END;
+"""
+
+
+class LedgerError(RuntimeError):
+    pass
+
+
+class CapExceeded(LedgerError):
+    """Appending would take cumulative epsilon past the cap; nothing was written."""
+
+    def __init__(self, projected: EpsilonReport, cap: float):
+        self.projected, self.cap = projected, cap
+        super().__init__(
+            f"cumulative epsilon would be {projected.epsilon:.4f} > cap {cap} at delta {projected.delta} "
+            f"({projected.method})"
+        )
+
+
+class AlreadyReleased(LedgerError):
+    """The request was already answered; `entry` and `payload` are the earlier release."""
+
+    def __init__(self, entry: ledger_pb2.LedgerEntry, payload: bytes):
+        self.entry, self.payload = entry, payload
+        super().__init__(f"request already answered by ledger entry seq {entry.body.seq}")
+
+
+def raw_public_key(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def node_id_of(public_key_raw: bytes) -> str:
+    return hashlib.sha256(public_key_raw).hexdigest()
+
+
+def body_bytes(body: ledger_pb2.LedgerEntryBody) -> bytes:
+    return body.SerializeToString(deterministic=True)
+
+
+def entry_hash_of(body: ledger_pb2.LedgerEntryBody) -> bytes:
+    return hashlib.sha256(body_bytes(body)).digest()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Committed:
+    entry: ledger_pb2.LedgerEntry
+    report: EpsilonReport  # cumulative, including this entry
+
+
+class Ledger:
+    """A node's ledger in its SQLite database. `conn` should not be inside a transaction when
+    appending: the ledger runs its own BEGIN IMMEDIATE ... COMMIT."""
+
+    def __init__(self, conn: sqlite3.Connection, signing_key: Ed25519PrivateKey, node_name: str):
+        self.conn = conn
+        self._key = signing_key
+        self.node_name = node_name
+        self.public_key = raw_public_key(signing_key)
+        self.node_id = node_id_of(self.public_key)
+        conn.execute("PRAGMA synchronous=FULL")  # a committed entry survives power loss (fsync)
+        if conn.in_transaction:
+            raise LedgerError("open the ledger on a connection outside a transaction")
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM privacy_ledger_meta WHERE key='public_key'").fetchone()
+        if row is None:
+            self._write(lambda: conn.execute(
+                "INSERT OR IGNORE INTO privacy_ledger_meta(key, value) VALUES ('public_key', ?)", (self.public_key,)))
+        elif bytes(row[0]) != self.public_key:
+            raise LedgerError(
+                f"this ledger was signed by node {node_id_of(bytes(row[0]))[:16]}..., not by the given key "
+                f"({self.node_id[:16]}...): refusing to mix keys in one chain"
+            )
+
+    # --- transactions ---------------------------------------------------------------------------
+
+    def _write(self, fn):
+        if self.conn.in_transaction:
+            raise LedgerError("ledger writes need the connection outside a transaction (commit or roll back first)")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn()
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return out
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM privacy_ledger").fetchone()[0]
+
+    def entries(self) -> list[ledger_pb2.LedgerEntry]:
+        rows = self.conn.execute("SELECT body, entry_hash, signature FROM privacy_ledger ORDER BY seq").fetchall()
+        return [self._entry(*r) for r in rows]
+
+    @staticmethod
+    def _entry(body, entry_hash, signature) -> ledger_pb2.LedgerEntry:
+        e = ledger_pb2.LedgerEntry()
+        e.body.ParseFromString(bytes(body))
+        e.entry_hash, e.signature = bytes(entry_hash), bytes(signature)
+        return e
+
+    def events(self) -> list[DpEvent]:
+        return [event_from_proto(e.body.event) for e in self.entries()]
+
+    def head(self) -> ledger_pb2.LedgerEntry | None:
+        row = self.conn.execute(
+            "SELECT body, entry_hash, signature FROM privacy_ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        return self._entry(*row) if row else None
+
+    def spent(self, delta: float) -> EpsilonReport:
+        return epsilon_of(self.events(), delta)
+
+    def cached(self, request_hash: str) -> tuple[ledger_pb2.LedgerEntry, bytes] | None:
+        row = self.conn.execute(
+            "SELECT l.body, l.entry_hash, l.signature, c.payload FROM privacy_release_cache c "
+            "JOIN privacy_ledger l ON l.seq = c.seq WHERE c.request_hash = ?", (request_hash,)).fetchone()
+        return (self._entry(*row[:3]), bytes(row[3])) if row else None
+
+    # --- appending ------------------------------------------------------------------------------
+
+    def append(
+        self,
+        release_kind: str,
+        event: DpEvent,
+        contributors: int,
+        target_delta: float,
+        policy_hash: str,
+        *,
+        round_id: str = "",
+        request_hash: str = "",
+        payload: bytes | None = None,
+        epsilon_cap: float | None = None,
+        created_at: str | None = None,
+    ) -> Committed:
+        """Append one signed entry (and cache `payload` under `request_hash`) in one durable
+        transaction. Raises AlreadyReleased if `request_hash` was answered before, CapExceeded if
+        the cumulative epsilon would pass `epsilon_cap`; in both cases nothing is written."""
+        event_msg = event_to_proto(event)  # validates the event
+
+        def txn() -> Committed:
+            if request_hash:
+                hit = self.cached(request_hash)
+                if hit is not None:
+                    raise AlreadyReleased(*hit)
+            prev = self.head()
+            history = [event_from_proto(e.body.event) for e in self.entries()]
+            report = epsilon_of([*history, event], target_delta)
+            if epsilon_cap is not None and report.epsilon > epsilon_cap:
+                raise CapExceeded(report, epsilon_cap)
+            body = ledger_pb2.LedgerEntryBody(
+                seq=0 if prev is None else prev.body.seq + 1,
+                prev_hash=GENESIS_PREV_HASH if prev is None else prev.entry_hash,
+                node_id=self.node_id,
+                created_at=created_at or utc_now(),
+                release_kind=release_kind,
+                round_id=round_id,
+                request_hash=request_hash,
+                payload_hash=sha256_hex(payload) if payload is not None else "",
+                contributors=int(contributors),
+                claimed_epsilon=report.epsilon,
+                target_delta=target_delta,
+                accountant=report.method,
+                policy_hash=policy_hash,
+            )
+            body.event.CopyFrom(event_msg)
+            raw = body_bytes(body)
+            h = hashlib.sha256(raw).digest()
+            sig = self._key.sign(h)
+            self.conn.execute(
+                "INSERT INTO privacy_ledger(seq, body, entry_hash, signature, release_kind, round_id, request_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (body.seq, raw, h, sig, release_kind, round_id, request_hash))
+            if payload is not None and request_hash:
+                self.conn.execute("INSERT INTO privacy_release_cache(request_hash, seq, payload) VALUES (?, ?, ?)",
+                                  (request_hash, body.seq, payload))
+            return Committed(self._entry(raw, h, sig), report)
+
+        return self._write(txn)
+
+    # --- export ---------------------------------------------------------------------------------
+
+    def export(self) -> ledger_pb2.LedgerExport:
+        out = ledger_pb2.LedgerExport(node_id=self.node_id, node_name=self.node_name, public_key=self.public_key)
+        out.entries.extend(self.entries())
+        return out
+
+    def export_to(self, path: Path, fmt: str = "pb") -> Path:
+        path = Path(path)
+        export = self.export()
+        if fmt == "pb":
+            data = export.SerializeToString(deterministic=True)
+        elif fmt == "json":
+            data = export_to_json(export).encode()
+        else:
+            raise LedgerError(f"unknown export format {fmt!r} (pb or json)")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return path
+
+
+def export_to_json(export: ledger_pb2.LedgerExport) -> str:
+    d = json_format.MessageToDict(export, preserving_proto_field_name=True)
+    return json.dumps(d, indent=2, sort_keys=True) + "\n"
+
+
+def load_export(path_or_bytes) -> ledger_pb2.LedgerExport:
+    """Read a LedgerExport from a .pb or .json file (or bytes); raises LedgerError naming the problem."""
+    data = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else bytes(path_or_bytes)
+    export = ledger_pb2.LedgerExport()
+    stripped = data.lstrip()
+    try:
+        if stripped.startswith(b"{"):
+            json_format.Parse(data.decode("utf-8"), export)
+        else:
+            export.ParseFromString(data)
+    except Exception as e:  # protobuf raises DecodeError / ParseError / UnicodeDecodeError
+        raise LedgerError(f"not a readable ledger export: {type(e).__name__}: {e}") from None
+    return export

@@ -1,0 +1,195 @@
+"""The release gate: the ONLY path by which a node's DP result leaves (DESIGN invariants 2 and 3).
+
+    gate = ReleaseGate(ledger, policy)
+    rel = gate.release("battle_counts", request, make_payload, contributors=n, cells=k)
+    send(rel.payload)
+
+Order of operations, each step refusing with PolicyViolation(rule=...) naming the policy rule:
+ 1. kind allowed (allowed_releases), enough contributors (min_contributors), answer size
+    (max_release_cells);
+ 2. a repeated identical request (same kind and canonical request JSON) gets the cached earlier
+    payload: no new noise, no new budget, no new ledger entry;
+ 3. budget left (epsilon_cap): nothing is computed once the cap is spent;
+ 4. the payload is made, by the node's own code, under the node's Budget (never the coordinator's
+    numbers): make_payload(budget) -> (payload_bytes, DpEvent);
+ 5. the event is checked: per-query epsilon (max_query_epsilon, aggregates), DP-SGD sampling rate
+    (max_sampling_rate) and noise floor (min_noise_multiplier) for training;
+ 6. the ledger entry and the payload are committed in one durable transaction, with the cumulative
+    cap re-checked inside it (epsilon_cap);
+ 7. only then is the payload returned. A crash between 6 and 7 leaves the budget spent and the
+    payload cached, never a release unaccounted; the retried request gets the cached payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from privacy.accountant import EpsilonReport, epsilon_of, flatten
+from privacy.events import DpEvent, GaussianEvent, NoOpEvent
+from privacy.ledger import AlreadyReleased, CapExceeded, Ledger
+from privacy.policy import Policy
+
+AGGREGATE_KINDS_EXEMPT = ("train",)  # max_query_epsilon applies to aggregate queries, not training
+
+
+class PolicyViolation(Exception):
+    """A release refused by the community's policy; `rule` is the policy field that refused it."""
+
+    def __init__(self, rule: str, message: str):
+        self.rule = rule
+        super().__init__(f"refused by policy rule privacy.{rule}: {message}")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What make_payload may spend: the node's policy, never the coordinator's request."""
+
+    max_epsilon: float  # most this release may cost on its own, at `delta`
+    remaining_epsilon: float  # cap minus spent, at `delta`
+    delta: float
+    min_noise_multiplier: float
+    max_sampling_rate: float
+
+
+@dataclass(frozen=True)
+class Release:
+    payload: bytes
+    entry: object  # ledger_pb2.LedgerEntry
+    cached: bool  # True: the earlier answer to the same request, nothing new spent
+    request_hash: str
+
+    @property
+    def seq(self) -> int:
+        return self.entry.body.seq
+
+    @property
+    def entry_hash(self) -> str:
+        return bytes(self.entry.entry_hash).hex()
+
+    @property
+    def claimed_epsilon(self) -> float:
+        return self.entry.body.claimed_epsilon
+
+
+def canonical_json(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def request_hash(kind: str, request: dict) -> str:
+    """Cache key: hex SHA-256 of the canonical JSON of {kind, request} (round ids are not part of it,
+    so re-asking the same query in a later round still gets the cached answer)."""
+    return hashlib.sha256(canonical_json({"kind": kind, "request": request})).hexdigest()
+
+
+def _base_kind(kind: str) -> str:
+    return kind.split(":", 1)[1] if kind.startswith("query:") else kind
+
+
+class ReleaseGate:
+    def __init__(self, ledger: Ledger, policy: Policy, after_commit: Callable[[object], None] | None = None):
+        self.ledger = ledger
+        self.policy = policy
+        # Test hook: called after the ledger commit and before the payload is returned, to inject
+        # a crash (an exception, or os._exit in a subprocess).
+        self.after_commit = after_commit
+
+    # --- budget -----------------------------------------------------------------------------------
+
+    def spent(self) -> EpsilonReport:
+        return self.ledger.spent(self.policy.delta)
+
+    def spent_epsilon(self) -> float:
+        return self.spent().epsilon
+
+    def remaining_epsilon(self) -> float:
+        return max(0.0, self.policy.epsilon_cap - self.spent_epsilon())
+
+    def budget(self, kind: str = "") -> Budget:
+        remaining = self.remaining_epsilon()
+        per_query = remaining if _base_kind(kind) in AGGREGATE_KINDS_EXEMPT else min(remaining, self.policy.max_query_epsilon)
+        return Budget(per_query, remaining, self.policy.delta, self.policy.min_noise_multiplier,
+                      self.policy.max_sampling_rate)
+
+    # --- checks -----------------------------------------------------------------------------------
+
+    def check_request(self, kind: str, contributors: int, cells: int = 1) -> None:
+        p = self.policy
+        if _base_kind(kind) not in p.allowed_releases:
+            raise PolicyViolation("allowed_releases", f"release kind {kind!r} is not allowed by this community "
+                                  f"(allowed: {', '.join(p.allowed_releases)})")
+        if contributors < p.min_contributors:
+            raise PolicyViolation("min_contributors", f"{contributors} eligible contributors, the policy needs "
+                                  f"at least {p.min_contributors}")
+        if cells > p.max_release_cells:
+            raise PolicyViolation("max_release_cells", f"answer has {cells} cells, the policy allows at most "
+                                  f"{p.max_release_cells}")
+
+    def check_event(self, kind: str, event: DpEvent) -> EpsilonReport:
+        """Per-release rules on the event the node is about to release; returns its own cost."""
+        p = self.policy
+        own = epsilon_of([event], p.delta)
+        if _base_kind(kind) not in AGGREGATE_KINDS_EXEMPT and own.epsilon > p.max_query_epsilon:
+            raise PolicyViolation("max_query_epsilon", f"this query would cost epsilon {own.epsilon:.4f} "
+                                  f"> {p.max_query_epsilon} at delta {p.delta} (too little noise)")
+        for (ev, q), _ in flatten([event]).items():
+            if q < 1.0 and q > p.max_sampling_rate:
+                raise PolicyViolation("max_sampling_rate", f"sampling probability {q} > {p.max_sampling_rate}")
+            if _base_kind(kind) == "train" and isinstance(ev, GaussianEvent) and ev.noise_multiplier < p.min_noise_multiplier:
+                raise PolicyViolation("min_noise_multiplier", f"noise multiplier {ev.noise_multiplier:.4g} is below "
+                                      f"the policy floor {p.min_noise_multiplier}")
+        if not math.isfinite(own.epsilon):
+            raise PolicyViolation("epsilon_cap", "the release has unbounded epsilon")
+        return own
+
+    # --- the release ------------------------------------------------------------------------------
+
+    def release(
+        self,
+        kind: str,
+        request: dict,
+        make_payload: Callable[[Budget], tuple[bytes, DpEvent]] | None = None,
+        contributors: int = 0,
+        round_id: str = "",
+        *,
+        cells: int = 1,
+        event: DpEvent | None = None,
+        payload: bytes | None = None,
+    ) -> Release:
+        """Release through the policy and the ledger. Give `make_payload(budget)` (preferred: no
+        noise is drawn for a cached or refused request), or an already computed `payload` and its
+        `event`."""
+        if (make_payload is None) == (payload is None):
+            raise TypeError("give exactly one of make_payload or payload (with event)")
+        if payload is not None and event is None:
+            raise TypeError("a precomputed payload needs its event")
+        self.check_request(kind, contributors, cells)
+        rh = request_hash(kind, request)
+        hit = self.ledger.cached(rh)
+        if hit is not None:
+            return Release(hit[1], hit[0], True, rh)
+        budget = self.budget(kind)
+        if budget.remaining_epsilon <= 0:
+            raise PolicyViolation("epsilon_cap", f"the cap of {self.policy.epsilon_cap} at delta {self.policy.delta} "
+                                  "is spent")
+        if make_payload is not None:
+            payload, event = make_payload(budget)
+        if not isinstance(payload, (bytes, bytearray)):
+            raise TypeError("payload must be bytes")
+        payload = bytes(payload)
+        self.check_event(kind, event or NoOpEvent())
+        try:
+            committed = self.ledger.append(
+                kind, event, contributors, self.policy.delta, self.policy.sha256(),
+                round_id=round_id, request_hash=rh, payload=payload, epsilon_cap=self.policy.epsilon_cap)
+        except CapExceeded as e:
+            raise PolicyViolation("epsilon_cap", f"cumulative epsilon would be {e.projected.epsilon:.4f} > cap "
+                                  f"{self.policy.epsilon_cap} at delta {self.policy.delta} ({e.projected.method})") from None
+        except AlreadyReleased as e:  # answered concurrently by another process: serve that answer
+            return Release(e.payload, e.entry, True, rh)
+        if self.after_commit is not None:
+            self.after_commit(committed.entry)
+        return Release(payload, committed.entry, False, rh)
