@@ -83,6 +83,19 @@ def _json_from(out: str) -> dict:
     return json.JSONDecoder().raw_decode(out[start:])[0]
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group `pgid` (Linux /proc; [] where unavailable)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
 @dataclass
 class Proc:
     """A server process this deployment started, in its own process group."""
@@ -98,6 +111,10 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def group_alive(self) -> list[int]:
+        """Processes still running in this server's process group (it and what it spawned)."""
+        return group_members(self.popen.pid)
+
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM to the process group (the server and the SuperExec/app processes it spawned),
         then SIGKILL after `grace` seconds. Returns the exit code."""
@@ -112,11 +129,16 @@ class Proc:
                 break
             except subprocess.TimeoutExpired:
                 continue
-        # Children that outlive the leader (same group) get the same treatment.
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # What the server spawned (SuperExec, ServerApp/ClientApp processes) is in the same group and
+        # may outlive it, or even be spawned while it shuts down: SIGKILL the group until it stays empty.
+        deadline, quiet = time.monotonic() + 10.0, 0
+        while time.monotonic() < deadline and quiet < 3:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            time.sleep(0.1)
+            quiet = 0 if self.group_alive() else quiet + 1
         return self.popen.returncode
 
 
@@ -369,8 +391,8 @@ class LocalDeployment:
             st = self.run_status(run_id)
             if str(st.get("status", "")).startswith("finished"):
                 return st
-            for p in self._procs:
-                if p in (self.superlink, *self.supernodes.values()) and not p.alive():
+            for p in [self.superlink, *(self.supernodes[d] for d in self.node_dirs if d in self.supernodes)]:
+                if p is not None and not p.alive():
                     raise DeploymentError(f"{p.name} died during run {run_id} ({p.popen.returncode}):\n{_tail(p.log)}")
             if time.monotonic() > deadline:
                 raise DeploymentError(f"run {run_id} not finished after {timeout}s (status {st.get('status')})")
