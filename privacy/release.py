@@ -131,16 +131,17 @@ class ReleaseGate:
     def check_event(self, kind: str, event: DpEvent) -> EpsilonReport:
         """Per-release rules on the event the node is about to release; returns its own cost."""
         p = self.policy
-        own = epsilon_of([event], p.delta)
-        if _base_kind(kind) not in AGGREGATE_KINDS_EXEMPT and own.epsilon > p.max_query_epsilon:
-            raise PolicyViolation("max_query_epsilon", f"this query would cost epsilon {own.epsilon:.4f} "
-                                  f"> {p.max_query_epsilon} at delta {p.delta} (too little noise)")
         for (ev, q), _ in flatten([event]).items():
             if q < 1.0 and q > p.max_sampling_rate:
                 raise PolicyViolation("max_sampling_rate", f"sampling probability {q} > {p.max_sampling_rate}")
             if _base_kind(kind) == "train" and isinstance(ev, GaussianEvent) and ev.noise_multiplier < p.min_noise_multiplier:
                 raise PolicyViolation("min_noise_multiplier", f"noise multiplier {ev.noise_multiplier:.4g} is below "
                                       f"the policy floor {p.min_noise_multiplier}")
+        # cheap structural rules above first; the accountant only for what passes them
+        own = epsilon_of([event], p.delta)
+        if _base_kind(kind) not in AGGREGATE_KINDS_EXEMPT and own.epsilon > p.max_query_epsilon:
+            raise PolicyViolation("max_query_epsilon", f"this query would cost epsilon {own.epsilon:.4f} "
+                                  f"> {p.max_query_epsilon} at delta {p.delta} (too little noise)")
         if not math.isfinite(own.epsilon):
             raise PolicyViolation("epsilon_cap", "the release has unbounded epsilon")
         return own
