@@ -22,8 +22,10 @@ FEATURIZERS = {
 }
 
 
-def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True) -> dict:
-    """Run the federation in Flower's Simulation Engine; returns the bundle summary."""
+def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True, wrap_grid=None) -> dict:
+    """Run the federation in Flower's Simulation Engine; returns the bundle summary.
+
+    `wrap_grid` (tests): a function Grid -> Grid, e.g. to record every message the coordinator gets."""
     os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
     from flwr.simulation import run_simulation
 
@@ -35,14 +37,14 @@ def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True) ->
     for d in dirs:
         if not (Path(d) / "node.toml").exists():
             raise click.ClickException(f"{d}: not a Cairn node directory")
-    os.environ[NODES_ENV] = json.dumps(dirs)
+    os.environ[NODES_ENV] = json.dumps(dirs)  # Simulation-Engine workers inherit this environment
     cfg.min_nodes = len(dirs)
     result: dict = {}
     server = ServerApp()
 
     @server.main()
     def main(grid, context):
-        result.update(run_federation(grid, cfg))
+        result.update(run_federation(wrap_grid(grid) if wrap_grid else grid, cfg))
 
     if quiet:
         for name in ("flwr", "ray"):
@@ -53,9 +55,7 @@ def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True) ->
         num_supernodes=len(dirs),
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": min(2, os.cpu_count() or 1), "include_dashboard": False, "log_to_driver": not quiet,
-                          "runtime_env": {"env_vars": {NODES_ENV: os.environ[NODES_ENV], "FLWR_TELEMETRY_ENABLED": "0",
-                                                       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}}},
+            "init_args": {"num_cpus": min(2, os.cpu_count() or 1), "include_dashboard": False, "log_to_driver": not quiet},
         },
         verbose_logging=False,
     )

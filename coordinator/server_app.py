@@ -1,0 +1,196 @@
+"""The coordinator's Flower ServerApp (Message API): rounds of DP training, then a bundle.
+
+Per round: a `train` message with the global model and the coordinator's request to every node;
+nodes answer with a DP update (or, under secure aggregation, with nothing but a status, and then
+the SecAgg+ stages deliver only the masked sum). The mean update moves the global model. At the
+end every node's signed ledger is collected and the bundle is written (coordinator/bundle.py).
+A node that refuses (policy, budget) or fails is left out of that round; the round completes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from coordinator.aggregation import aggregate
+from coordinator.bundle import write_bundle
+from node.reward_model import RewardHead, state_to_vector, vector_to_state
+from privacy.secure_aggregation import Params, SecAggError, SecAggServer, dequantize_sum
+
+log = logging.getLogger("cairn.coordinator")
+
+
+@dataclass
+class FederationConfig:
+    out: str  # bundle directory
+    rounds: int = 3
+    federation_id: str = ""
+    local_steps: int = 50
+    epsilon: float = 8.0
+    expected_batch: int = 512
+    lr: float = 3e-3
+    max_grad_norm: float = 1.0
+    max_pairs_per_contributor: int = 8
+    featurizer: dict = field(default_factory=lambda: {"name": "hashed-ngram", "dim": 384})
+    hidden: int = 256
+    aggregation: str = "fedavg"
+    secagg: bool = False
+    secagg_clip: float = 1.0  # coordinate-wise range of an update under secure aggregation
+    secagg_levels: int = 1 << 20
+    min_nodes: int = 1
+    seed: int = 0
+    wait_seconds: float = 60.0
+    timeout: float | None = None  # per round trip
+
+    def __post_init__(self):
+        if not self.federation_id:
+            self.federation_id = f"fed-{int(time.time())}"
+        if self.secagg and self.aggregation != "fedavg":
+            raise ValueError("robust aggregation needs each update in the clear: it cannot run with secure aggregation")
+
+
+def _send(grid: Grid, kind: str, nodes: list[int], contents: dict[int, RecordDict], group: str, timeout) -> dict[int, Message]:
+    msgs = [Message(content=contents[n], message_type=kind, dst_node_id=n, group_id=group) for n in nodes]
+    out = {}
+    for rep in grid.send_and_receive(msgs, timeout=timeout):
+        src = rep.metadata.src_node_id
+        if rep.has_error():
+            log.warning("node %s failed %s: %s", src, kind, rep.error.reason)
+            continue
+        out[src] = rep
+    return out
+
+
+def wait_for_nodes(grid: Grid, n: int, seconds: float) -> list[int]:
+    deadline = time.time() + seconds
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= n or time.time() > deadline:
+            return nodes
+        time.sleep(0.2)
+
+
+def secure_sum(grid: Grid, nodes: list[int], cfg: FederationConfig, dim: int, group: str) -> tuple[np.ndarray, list[int]]:
+    """SecAgg+ over `nodes` (each holds its pending update): returns (sum, contributing nodes)."""
+    idx = {n: i + 1 for i, n in enumerate(nodes)}  # protocol ids 1..n (Flower ids exceed int64)
+    back = {i: n for n, i in idx.items()}
+    t = max(2, len(nodes) // 2 + 1)
+    params = Params(tuple(idx.values()), t, cfg.secagg_clip, cfg.secagg_levels, dim)
+    server = SecAggServer(params)
+    cfgrec = lambda **kw: RecordDict({"config": ConfigRecord(kw)})  # noqa: E731
+    reps = _send(grid, "query.secagg_keys", nodes, {n: cfgrec(me=idx[n], params=params.to_json()) for n in nodes}, group, cfg.timeout)
+    pks = server.collect_public_keys({idx[n]: (bytes(r.content["keys"]["c_pk"]), bytes(r.content["keys"]["s_pk"])) for n, r in reps.items()})
+    pk_json = json.dumps({str(u): [c.hex(), s.hex()] for u, (c, s) in pks.items()})
+    live = [back[u] for u in pks]
+    reps = _send(grid, "query.secagg_shares", live, {n: cfgrec(pks=pk_json) for n in live}, group, cfg.timeout)
+    inbox = server.route_shares({idx[n]: {int(v): bytes(ct) for v, ct in r.content["shares"].items()} for n, r in reps.items()})
+    live = [back[u] for u in inbox]
+    contents = {n: RecordDict({"inbox": ConfigRecord({str(u): ct for u, ct in inbox[idx[n]].items()})}) for n in live}
+    reps = _send(grid, "query.secagg_masked", live, contents, group, cfg.timeout)
+    survivors, dropped = server.collect_inputs({idx[n]: r.content["arrays"].to_numpy_ndarrays()[0] for n, r in reps.items()})
+    surv_nodes = [back[u] for u in survivors]
+    reps = _send(grid, "query.secagg_unmask", surv_nodes, {n: cfgrec(survivors=survivors, dropped=dropped) for n in surv_nodes}, group, cfg.timeout)
+    reveals = {
+        idx[n]: {int(v): (bytes(b)[:1].decode(), bytes(b)[1:]) for v, b in r.content["shares"].items()} for n, r in reps.items()
+    }
+    total, count = server.aggregate(reveals)
+    return dequantize_sum(total, count, cfg.secagg_clip, cfg.secagg_levels), surv_nodes
+
+
+def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
+    nodes = wait_for_nodes(grid, cfg.min_nodes, cfg.wait_seconds)
+    if len(nodes) < cfg.min_nodes:
+        raise RuntimeError(f"only {len(nodes)} nodes connected; {cfg.min_nodes} required")
+    hello = _send(grid, "query.hello", nodes, {n: RecordDict() for n in nodes}, "hello", cfg.timeout)
+    infos = {n: dict(r.content["info"]) for n, r in hello.items()}
+    nodes = sorted(infos)
+    log.info("federation %s: %d nodes: %s", cfg.federation_id, len(nodes), ", ".join(i["name"] for i in infos.values()))
+
+    torch.manual_seed(cfg.seed)
+    head = RewardHead(int(cfg.featurizer["dim"]), hidden=cfg.hidden)
+    global_vec = state_to_vector(head).astype(np.float32)
+    rounds = []
+    for r in range(1, cfg.rounds + 1):
+        train_cfg = ConfigRecord({
+            "federation_id": cfg.federation_id, "round": r, "rounds": cfg.rounds, "local_steps": cfg.local_steps,
+            "epsilon": cfg.epsilon, "expected_batch": cfg.expected_batch, "lr": cfg.lr,
+            "max_grad_norm": cfg.max_grad_norm, "max_pairs_per_contributor": cfg.max_pairs_per_contributor,
+            "featurizer": json.dumps(cfg.featurizer), "head": json.dumps(head.arch()), "secagg": cfg.secagg,
+        })
+        content = {n: RecordDict({"arrays": ArrayRecord([global_vec]), "config": train_cfg}) for n in nodes}
+        reps = _send(grid, "train", nodes, content, f"round-{r}", cfg.timeout)
+        ok = {n: rep for n, rep in reps.items() if rep.content["status"]["ok"]}
+        refused = {infos[n]["node_id"]: str(rep.content["status"]["refused"]) for n, rep in reps.items() if n not in ok}
+        for nid, why in refused.items():
+            log.warning("round %d: node %s refused: %s", r, nid[:12], why)
+        contributed: list[int] = []
+        if cfg.secagg and len(ok) >= 2:
+            try:
+                total, contributed = secure_sum(grid, sorted(ok), cfg, global_vec.size, f"secagg-{r}")
+                update = (total / len(contributed)).astype(np.float32)
+            except SecAggError as e:
+                log.warning("round %d: secure aggregation failed: %s", r, e)
+                update = None
+        elif ok and not cfg.secagg:
+            contributed = sorted(ok)
+            update = aggregate([ok[n].content["arrays"].to_numpy_ndarrays()[0] for n in contributed], cfg.aggregation)
+        else:
+            update = None
+        if update is not None:
+            global_vec = (global_vec + update).astype(np.float32)
+        rounds.append({
+            "round": r,
+            "aggregation": "secagg+fedavg" if cfg.secagg else cfg.aggregation,
+            "applied": update is not None,
+            "contributors": [
+                {
+                    "node_id": infos[n]["node_id"],
+                    "ledger_seq": int(ok[n].content["status"]["ledger_seq"]),
+                    "ledger_entry_hash": str(ok[n].content["status"]["ledger_entry_hash"]),
+                    "claimed_epsilon": float(ok[n].content["status"]["claimed_epsilon"]),
+                }
+                for n in contributed
+            ],
+            "refused": refused,
+        })
+        log.info("round %d: %d of %d nodes contributed", r, len(contributed), len(nodes))
+
+    ledgers_rep = _send(grid, "query.ledger", nodes, {n: RecordDict() for n in nodes}, "ledger", cfg.timeout)
+    ledgers = {infos[n]["node_id"]: bytes(rep.content["ledger"]["export"]) for n, rep in ledgers_rep.items()}
+    head.load_state_dict(vector_to_state(global_vec, head))
+    model_cfg = {"featurizer": cfg.featurizer, "training": {**asdict(cfg), "rounds_log": None}}
+    summary = write_bundle(Path(cfg.out), head, model_cfg, rounds, ledgers, list(infos.values()), cfg.federation_id)
+    return summary
+
+
+def make_server_app(cfg: FederationConfig) -> ServerApp:
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_federation(grid, cfg)
+
+    return app
+
+
+# Module-level app for the Deployment Engine (`flwr run`, deploy/): configuration comes from the
+# run config (deploy/app/pyproject.toml [tool.flwr.app.config], overridable with --run-config).
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    rc = dict(context.run_config)
+    known = FederationConfig.__dataclass_fields__
+    kwargs = {k.replace("-", "_"): v for k, v in rc.items() if k.replace("-", "_") in known}
+    if "featurizer" in kwargs and isinstance(kwargs["featurizer"], str):
+        kwargs["featurizer"] = json.loads(kwargs["featurizer"])
+    run_federation(grid, FederationConfig(**kwargs))

@@ -1,0 +1,142 @@
+"""One node's part in a federated training round: user-level DP-SGD on its eligible contributors.
+
+The node, not the coordinator, sets the privacy parameters (DESIGN invariant 3). At a federation's
+first round it fixes a plan: Poisson rate q over contributors (capped by policy), and the noise
+multiplier z that makes all planned rounds x local steps spend at most the epsilon the coordinator
+asked for, itself capped by what remains of the community's budget; z never goes below the
+policy's floor. Each round is one ledger event,
+    SelfComposed(PoissonSampled(q, Gaussian(z*C, sensitivity C)), steps),
+committed through the release gate before the update is handed to the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from node.consent import eligible_contributors
+from node.dp_training import DEFAULTS, build_contributor_tensors, train_dp
+from node.features import featurizer_from_config
+from node.pairs import pairs_from_records
+from node.reward_model import head_from_config, state_to_vector, vector_to_state
+from privacy.accountant import noise_multiplier_for
+from privacy.events import GaussianEvent, PoissonSampledEvent, SelfComposedEvent
+
+
+class TrainingRefused(Exception):
+    """The node will not train this round; the message names the rule."""
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the coordinator asks for (it can ask; the node decides)."""
+
+    federation_id: str
+    round: int
+    rounds: int  # planned rounds of the whole federation
+    local_steps: int = 50
+    epsilon: float = 8.0  # epsilon the coordinator would like the training to spend in total
+    expected_batch: int = 512  # contributors per step the coordinator would like
+    lr: float = DEFAULTS["lr"]
+    max_grad_norm: float = DEFAULTS["max_grad_norm"]
+    max_pairs_per_contributor: int = DEFAULTS["max_pairs_per_contributor"]
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "TrainRequest":
+        known = cls.__dataclass_fields__
+        return cls(**{k: cfg[k] for k in known if k in cfg})
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    federation_id: str
+    rounds: int
+    local_steps: int
+    sampling_probability: float
+    noise_multiplier: float
+    max_grad_norm: float
+    epsilon: float  # the training's own target, at delta
+    delta: float
+    lr: float
+    max_pairs_per_contributor: int
+
+    def event(self):
+        q, z, c = self.sampling_probability, self.noise_multiplier, self.max_grad_norm
+        return SelfComposedEvent(PoissonSampledEvent(q, GaussianEvent(sigma=z * c, sensitivity=c)), self.local_steps)
+
+
+def make_plan(policy, request: TrainRequest, n_contributors: int, spent_epsilon: float) -> TrainPlan:
+    if "train" not in policy.allowed_releases:
+        raise TrainingRefused("policy rule allowed_releases: this community does not release model updates")
+    if n_contributors < policy.min_contributors:
+        raise TrainingRefused(
+            f"policy rule min_contributors: {n_contributors} eligible contributors, the policy needs {policy.min_contributors}"
+        )
+    remaining = policy.epsilon_cap - spent_epsilon
+    target = min(request.epsilon, remaining)
+    if target <= 0:
+        raise TrainingRefused(f"policy rule epsilon_cap: budget exhausted ({spent_epsilon:.3f} of {policy.epsilon_cap} spent)")
+    q = min(policy.max_sampling_rate, request.expected_batch / n_contributors, 1.0)
+    steps = request.rounds * request.local_steps
+    z = max(noise_multiplier_for(target, policy.delta, q, steps), policy.min_noise_multiplier)
+    return TrainPlan(
+        federation_id=request.federation_id,
+        rounds=request.rounds,
+        local_steps=request.local_steps,
+        sampling_probability=q,
+        noise_multiplier=z,
+        max_grad_norm=request.max_grad_norm,
+        epsilon=target,
+        delta=policy.delta,
+        lr=request.lr,
+        max_pairs_per_contributor=request.max_pairs_per_contributor,
+    )
+
+
+_DATA_CACHE: dict[tuple, object] = {}  # per process: (node, featurizer, eligible set) -> tensors
+
+
+def contributor_data(store, policy, featurizer, max_pairs: int):
+    """Training tensors of the eligible contributors, featurized through the store's cache."""
+    eligible = eligible_contributors(store, policy)
+    digest = hashlib.sha256("\x1f".join(sorted(eligible)).encode()).hexdigest()
+    key = (str(store.path), json.dumps(featurizer.config(), sort_keys=True), digest, max_pairs)
+    if key not in _DATA_CACHE:
+        pairs = pairs_from_records(store.records(contributors=eligible))
+        cache = store.embedding_cache(featurizer.name)
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = build_contributor_tensors(pairs, featurizer, max_pairs, cache=cache, key_fn=cache.key)
+    return _DATA_CACHE[key]
+
+
+def load_plan(store, federation_id: str) -> TrainPlan | None:
+    raw = store.meta_get(f"train-plan:{federation_id}")
+    return TrainPlan(**json.loads(raw)) if raw else None
+
+
+def save_plan(store, plan: TrainPlan) -> None:
+    with store.transaction():
+        store.meta_set(f"train-plan:{plan.federation_id}", json.dumps(asdict(plan)))
+
+
+def local_update(head_arch: dict, featurizer_cfg: dict, global_vec: np.ndarray, data, plan: TrainPlan) -> tuple[np.ndarray, dict]:
+    """Run one round of user-level DP-SGD from the global model; returns (update, training info)."""
+    head = head_from_config(head_arch)
+    head.load_state_dict(vector_to_state(global_vec, head))
+    res = train_dp(
+        head,
+        data,
+        noise_multiplier=plan.noise_multiplier,
+        max_grad_norm=plan.max_grad_norm,
+        sampling_probability=plan.sampling_probability,
+        steps=plan.local_steps,
+        lr=plan.lr,
+    )
+    return state_to_vector(head) - global_vec, res.to_dict()
+
+
+def featurizer_for(cfg: dict):
+    return featurizer_from_config(cfg)
