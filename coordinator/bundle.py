@@ -69,6 +69,8 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
             claimed_epsilon=last.claimed_epsilon if last else 0.0,
             delta=float(info.get("delta", last.target_delta if last else 0.0)),
             accountant=last.accountant if last else "",
+            ledger_head_hash=bytes(export.entries[-1].entry_hash) if export.entries else b"",
+            ledger_entries=len(export.entries),
         )
     for name, (data, kind) in (extra_files or {}).items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
