@@ -71,6 +71,7 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
             accountant=last.accountant if last else "",
             ledger_head_hash=bytes(export.entries[-1].entry_hash) if export.entries else b"",
             ledger_entries=len(export.entries),
+            paradigm=str(info.get("paradigm", "")),
         )
     for name, (data, kind) in (extra_files or {}).items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,7 @@ def hello(msg: Message, context: Context) -> Message:
         "ledger_public_key": raw_public(nd.ledger_public()),
         "delta": policy.delta,
         "epsilon_cap": policy.epsilon_cap,
+        "paradigm": f"{policy.dimensions}/{policy.definitions}",
     }))
 
 

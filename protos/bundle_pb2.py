@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/bundle.proto\x12\x08\x63\x61irn.v1\"F\n\nBundleFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0c\n\x04kind\x18\x04 \x01(\t\"\xf3\x01\n\nBundleNode\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11ledger_public_key\x18\x03 \x01(\x0c\x12\x13\n\x0bledger_file\x18\x04 \x01(\t\x12\x17\n\x0f\x63laimed_epsilon\x18\x05 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x06 \x01(\x01\x12\x12\n\naccountant\x18\x07 \x01(\t\x12\x18\n\x10ledger_head_hash\x18\x08 \x01(\x0c\x12\x16\n\x0eledger_entries\x18\t \x01(\x04\x12\x16\n\x0ename_in_policy\x18\n \x01(\t\x12\x10\n\x08paradigm\x18\x0b \x01(\t\"C\n\x08\x41rtifact\x12\x0c\n\x04path\x18\x01 \x01(\t\x12)\n\x07sources\x18\x02 \x03(\x0b\x32\x18.cairn.v1.ArtifactSource\"P\n\x0e\x41rtifactSource\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nledger_seq\x18\x02 \x01(\x04\x12\x19\n\x11ledger_entry_hash\x18\x03 \x01(\x0c\"\xbc\x01\n\x0e\x42undleManifest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x15\n\rfederation_id\x18\x03 \x01(\t\x12#\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x14.cairn.v1.BundleFile\x12#\n\x05nodes\x18\x05 \x03(\x0b\x32\x14.cairn.v1.BundleNode\x12%\n\tartifacts\x18\x06 \x03(\x0b\x32\x12.cairn.v1.Artifactb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/bundle.proto\x12\x08\x63\x61irn.v1\"F\n\nBundleFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0c\n\x04kind\x18\x04 \x01(\t\"\xdb\x01\n\nBundleNode\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11ledger_public_key\x18\x03 \x01(\x0c\x12\x13\n\x0bledger_file\x18\x04 \x01(\t\x12\x17\n\x0f\x63laimed_epsilon\x18\x05 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x06 \x01(\x01\x12\x12\n\naccountant\x18\x07 \x01(\t\x12\x18\n\x10ledger_head_hash\x18\x08 \x01(\x0c\x12\x16\n\x0eledger_entries\x18\t \x01(\x04\x12\x10\n\x08paradigm\x18\n \x01(\t\"C\n\x08\x41rtifact\x12\x0c\n\x04path\x18\x01 \x01(\t\x12)\n\x07sources\x18\x02 \x03(\x0b\x32\x18.cairn.v1.ArtifactSource\"P\n\x0e\x41rtifactSource\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nledger_seq\x18\x02 \x01(\x04\x12\x19\n\x11ledger_entry_hash\x18\x03 \x01(\x0c\"\xbc\x01\n\x0e\x42undleManifest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x15\n\rfederation_id\x18\x03 \x01(\t\x12#\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x14.cairn.v1.BundleFile\x12#\n\x05nodes\x18\x05 \x03(\x0b\x32\x14.cairn.v1.BundleNode\x12%\n\tartifacts\x18\x06 \x03(\x0b\x32\x12.cairn.v1.Artifactb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BUNDLEFILE']._serialized_start=33
   _globals['_BUNDLEFILE']._serialized_end=103
   _globals['_BUNDLENODE']._serialized_start=106
-  _globals['_BUNDLENODE']._serialized_end=349
-  _globals['_ARTIFACT']._serialized_start=351
-  _globals['_ARTIFACT']._serialized_end=418
-  _globals['_ARTIFACTSOURCE']._serialized_start=420
-  _globals['_ARTIFACTSOURCE']._serialized_end=500
-  _globals['_BUNDLEMANIFEST']._serialized_start=503
-  _globals['_BUNDLEMANIFEST']._serialized_end=691
+  _globals['_BUNDLENODE']._serialized_end=325
+  _globals['_ARTIFACT']._serialized_start=327
+  _globals['_ARTIFACT']._serialized_end=394
+  _globals['_ARTIFACTSOURCE']._serialized_start=396
+  _globals['_ARTIFACTSOURCE']._serialized_end=476
+  _globals['_BUNDLEMANIFEST']._serialized_start=479
+  _globals['_BUNDLEMANIFEST']._serialized_end=667
 # @@protoc_insertion_point(module_scope)
