@@ -160,3 +160,72 @@ def contributor(dir: Path, cid: str, as_json: bool) -> None:
         _echo(describe(store, nd.policy(), cid), as_json, title=f"contributor {cid}")
     finally:
         store.close()
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def budget(dir: Path, as_json: bool) -> None:
+    """Epsilon spent and remaining (at the policy's delta), by kind and round, and the accountant used."""
+    from node.releases import open_ledger
+    from privacy.report import budget_summary
+
+    nd = NodeDir(dir)
+    store = nd.open_store()
+    try:
+        s = budget_summary(open_ledger(nd, store), nd.policy())
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    click.echo(f"node {s['node_name']}: epsilon {s['spent']:.4f} spent of {s['epsilon_cap']} "
+               f"({s['remaining']:.4f} remaining) at delta {s['delta']:g}, accountant {s['method']}, "
+               f"{s['entries']} releases; unit of privacy: one {s['unit']}")
+    for kind, part in s["by_kind"].items():
+        click.echo(f"  {kind}: {part['releases']} releases, epsilon {part['epsilon']:.4f} alone ({part['method']})")
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--export", "export", required=True, type=click.Path(path_type=Path),
+              help="Write the signed ledger here (.json for JSON, anything else for protobuf binary).")
+@friendly
+def ledger(dir: Path, export: Path) -> None:
+    """Export the node's signed, hash-chained privacy ledger."""
+    from node.releases import open_ledger
+
+    nd = NodeDir(dir)
+    store = nd.open_store()
+    try:
+        lg = open_ledger(nd, store)
+        lg.export_to(export, fmt="json" if export.suffix == ".json" else "pb")
+        n = len(lg)
+    finally:
+        store.close()
+    click.echo(f"{n} ledger entries exported to {export}")
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for report.md, report.html and epsilon.png (default DIR/reports).")
+@friendly
+def report(dir: Path, out: Path | None) -> None:
+    """Write the node's privacy report (Markdown, HTML and a plot of epsilon over time)."""
+    from node.releases import open_ledger
+    from privacy.report import budget_summary, plot_epsilon, render_html, render_markdown
+
+    nd = NodeDir(dir)
+    out = out or nd.path / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    store = nd.open_store()
+    try:
+        s = budget_summary(open_ledger(nd, store), nd.policy())
+    finally:
+        store.close()
+    (out / "report.md").write_text(render_markdown(s), encoding="utf-8")
+    (out / "report.html").write_text(render_html(s), encoding="utf-8")
+    plot_epsilon(s, out / "epsilon.png")
+    click.echo(f"privacy report written to {out}/report.md, report.html and epsilon.png")

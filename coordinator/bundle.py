@@ -21,6 +21,7 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from node.reward_model import save_model
+from privacy.ledger import export_to_json
 from protos import bundle_pb2, ledger_pb2
 
 FORMAT = "cairn-bundle/1"
@@ -53,7 +54,7 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
     for node_id, data in sorted(ledgers.items()):
         export = ledger_pb2.LedgerExport.FromString(data)
         (out / "ledgers" / f"{node_id}.pb").write_bytes(data)
-        (out / "ledgers" / f"{node_id}.json").write_text(json_format.MessageToJson(export, preserving_proto_field_name=True))
+        (out / "ledgers" / f"{node_id}.json").write_text(export_to_json(export))
         info = by_id.get(node_id, {})
         pub = bytes(info.get("ledger_public_key", export.public_key))
         (out / "keys" / f"{node_id}.ed25519").write_text(pub.hex() + "\n")
