@@ -381,32 +381,40 @@ class LocalDeployment:
                 return r
         raise DeploymentError(f"run {run_id} not listed by the SuperLink: {runs}")
 
-    def run_log(self, run_id: str) -> str:
-        cp = self.flwr("log", run_id, CONNECTION, "--show", check=False, timeout=60)
-        return cp.stdout + cp.stderr
+    def _check_servers(self, run_id: str) -> None:
+        for p in [self.superlink, *(self.supernodes[d] for d in self.node_dirs if d in self.supernodes)]:
+            if p is not None and not p.alive():
+                raise DeploymentError(f"{p.name} died during run {run_id} ({p.popen.returncode}):\n{_tail(p.log)}")
 
-    def wait(self, run_id: str, timeout: float = 600.0, poll: float = 1.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.run_status(run_id)
-            if str(st.get("status", "")).startswith("finished"):
-                return st
-            for p in [self.superlink, *(self.supernodes[d] for d in self.node_dirs if d in self.supernodes)]:
-                if p is not None and not p.alive():
-                    raise DeploymentError(f"{p.name} died during run {run_id} ({p.popen.returncode}):\n{_tail(p.log)}")
-            if time.monotonic() > deadline:
-                raise DeploymentError(f"run {run_id} not finished after {timeout}s (status {st.get('status')})")
-            time.sleep(poll)
+    def wait(self, run_id: str, timeout: float = 600.0, poll: float = 10.0) -> dict:
+        """Wait for the run to finish; returns its `flwr list` entry. The run's log streams into
+        logs/run-ID.log (`flwr log --stream`, which ends with the run); `flwr list` is polled only
+        every `poll` seconds as a fallback (each CLI call costs a Python start-up)."""
+        streamer = self._spawn(f"run-{run_id}", [self._exe("flwr"), "log", run_id, CONNECTION, "--stream"], self.cli_home)
+        try:
+            deadline = time.monotonic() + timeout
+            next_poll = time.monotonic() + poll
+            while True:
+                if not streamer.alive() or time.monotonic() >= next_poll:
+                    st = self.run_status(run_id)
+                    if str(st.get("status", "")).startswith("finished"):
+                        return st
+                    next_poll = time.monotonic() + (3.0 if not streamer.alive() else poll)
+                self._check_servers(run_id)
+                if time.monotonic() > deadline:
+                    raise DeploymentError(f"run {run_id} not finished after {timeout}s:\n{_tail(streamer.log)}")
+                time.sleep(0.5)
+        finally:
+            streamer.stop(grace=2.0)
 
     def run_app(self, run_config: dict, timeout: float = 600.0) -> RunResult:
-        """Submit the app with these run-config overrides, wait for the end, save its log.
-        Raises DeploymentError unless the run completes."""
+        """Submit the app with these run-config overrides, wait for the end (the run's log is in
+        logs/run-ID.log). Raises DeploymentError unless the run completes."""
         t0 = time.monotonic()
         run_id = self.submit(run_config)
         status = self.wait(run_id, timeout=timeout)
         wall = time.monotonic() - t0
         log = self.logs / f"run-{run_id}.log"
-        log.write_text(self.run_log(run_id), encoding="utf-8")
         result = RunResult(run_id, str(status.get("status")), wall, Path(str(run_config.get("out", ""))), log, status)
         if not result.ok:
             raise DeploymentError(f"run {run_id} ended {result.status}: {status.get('status-details')}\n{_tail(log, 80)}")

@@ -39,8 +39,9 @@ def test_certs_chain_and_names(tmp_path):
     for private in (paths.ca_key, paths.server_key):
         assert stat.S_IMODE(private.stat().st_mode) == 0o600
     # Regenerating replaces the files (a rotated CA), it never appends.
+    before = paths.ca_cert.read_bytes()
     again = certs.generate(tmp_path / "c")
-    assert again.ca_cert.read_bytes() != paths.ca_cert.read_bytes()
+    assert again.ca_cert.read_bytes() != before
     x509.load_pem_x509_certificate(again.server_cert.read_bytes()).verify_directly_issued_by(
         x509.load_pem_x509_certificate(again.ca_cert.read_bytes()))
 

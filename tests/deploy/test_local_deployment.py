@@ -126,8 +126,11 @@ def test_smoke_app_reaches_every_node(deployment, tmp_path):
 
 
 def test_cairn_federation_two_rounds(deployment, nodes, tmp_path):
+    # Secure aggregation off here: under SecAgg+ each round is 5 message exchanges instead of 1, and
+    # every exchange costs seconds of Flower polling on loopback (test below, opt-in). epsilon 2 of
+    # the nodes' cap of 8 leaves budget for that second run on the same nodes.
     out = tmp_path / "bundle"
-    res = deployment.run(rounds=2, out=out, featurizer=HASHED, local_steps=5, timeout=600)
+    res = deployment.run(rounds=2, out=out, featurizer=HASHED, local_steps=5, epsilon=2.0, secagg=False, timeout=600)
     print(f"\nloopback deployment: start-up {deployment.startup_s:.1f}s; run {res.run_id} {res.wall_s:.1f}s "
           f"for 2 rounds ({res.wall_s / 2:.1f}s per round, hello and ledger collection included)")
     assert res.ok, res.status
@@ -147,4 +150,16 @@ def test_cairn_federation_two_rounds(deployment, nodes, tmp_path):
         assert sorted(c["node_id"] for c in r["contributors"]) == sorted(node_ids)
     for n in manifest["nodes"]:
         assert (out / "ledgers" / f"{n['node_id']}.pb").is_file()
-        assert 0 < n["claimed_epsilon"] <= 8.0
+        assert 0 < n["claimed_epsilon"] <= 2.0 + 1e-9
+
+
+@pytest.mark.skipif(not os.environ.get("CAIRN_DEPLOY_SECAGG"), reason="about 2 more minutes; set CAIRN_DEPLOY_SECAGG=1")
+def test_cairn_federation_secure_aggregation(deployment, nodes, tmp_path):
+    """SecAgg+ over the Deployment Engine: the node keeps its SecAgg state in the SuperNode's context
+    between the four stages, and the coordinator applies only the unmasked sum."""
+    out = tmp_path / "bundle"
+    res = deployment.run(rounds=1, out=out, featurizer=HASHED, local_steps=5, epsilon=2.0, secagg=True, timeout=600)
+    print(f"\nloopback deployment with SecAgg+: run {res.run_id} {res.wall_s:.1f}s for 1 round")
+    rounds = json.loads((out / "rounds.json").read_text())
+    assert len(rounds) == 1 and rounds[0]["aggregation"] == "secagg+fedavg" and rounds[0]["applied"], rounds
+    assert len(rounds[0]["contributors"]) == len(nodes)
