@@ -229,3 +229,61 @@ def report(dir: Path, out: Path | None) -> None:
     (out / "report.html").write_text(render_html(s), encoding="utf-8")
     plot_epsilon(s, out / "epsilon.png")
     click.echo(f"privacy report written to {out}/report.md, report.html and epsilon.png")
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--contributors", "n", required=True, type=int, help="How many synthetic contributors.")
+@click.option("--pairs-per-contributor", default=8, show_default=True)
+@click.option("--rule-seed", default=1, show_default=True, help="The planted rule every community shares.")
+@click.option("--community-seed", default=0, show_default=True, help="This community's own taste.")
+@click.option("--gamma", default=0.5, show_default=True, help="How far the community's taste departs from the shared rule.")
+@click.option("--noise", default=0.5, show_default=True, help="Label noise (Bradley-Terry temperature, relative).")
+@click.option("--test-out", type=click.Path(path_type=Path), default=None,
+              help="Also write held-out pairs labelled by the planted rule (arena JSONL), for `cairn model eval`.")
+@click.option("--test-pairs", default=2000, show_default=True)
+@friendly
+def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise, test_out, test_pairs) -> None:
+    """Fill a node with synthetic contributors whose preferences over real text follow a planted rule.
+
+    Synthetic contributors are recorded as consenting (CC0-1.0) in the past, so they are eligible at
+    once; their records are marked synthetic. Held-out test pairs use prompts no contributor saw."""
+    from node.synth import load_text_pool, split_pool, synth_records
+
+    nd = NodeDir(dir)
+    pool = load_text_pool()
+    if not pool:
+        raise click.ClickException("no text pool found (../shared/data or fixtures/)")
+    train, test = split_pool(pool)
+    name = nd.name
+    recs = synth_records(n, pairs_per_contributor, rule_seed, community_seed, train, gamma=gamma, noise=noise,
+                         lexicon_texts=pool, community=name)
+    store = nd.open_store()
+    try:
+        added = 0
+        with store.transaction():
+            for r in recs:
+                added += store.add_record(r, None, consent=("CC0-1.0", "2020-01-01T00:00:00+00:00", "synth"))
+    finally:
+        store.close()
+    click.echo(f"{name}: {n} synthetic contributors, {added} pairs over {len(train)} real prompts")
+    if test_out:
+        held = synth_records(max(1, test_pairs // 4), 4, rule_seed, community_seed, test, gamma=gamma, noise=noise,
+                             label="rule", lexicon_texts=pool, community=f"{name}-test", sample_seed=1)
+        write_arena(held, test_out)
+        click.echo(f"{len(held)} held-out pairs labelled by the planted rule written to {test_out}")
+
+
+def write_arena(records, path: Path) -> None:
+    """Pairwise Records as Chatbot Arena battles (JSONL): importable and evaluable anywhere."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in records:
+            fb = r.feedback[0]
+            prompt = r.prompt_text() if len(r.prompt) != 1 else r.prompt[0].text
+            fh.write(json.dumps({
+                "question_id": r.key, "model_a": r.responses[0].model, "model_b": r.responses[1].model,
+                "winner": {"a": "model_a", "b": "model_b", "tie": "tie", "both_bad": "tie (bothbad)"}[fb.data["outcome"]],
+                "judge": fb.contributor, "language": r.language or "English",
+                "conversation_a": [{"role": "user", "content": prompt}, {"role": "assistant", "content": r.responses[0].text}],
+                "conversation_b": [{"role": "user", "content": prompt}, {"role": "assistant", "content": r.responses[1].text}],
+            }, ensure_ascii=False) + "\n")
