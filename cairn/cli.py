@@ -36,10 +36,10 @@ cli.add_command(model)
 cli.add_command(federate)
 cli.add_command(demo)
 
+from cairn.coordinator_cli import coordinator, leaderboard  # noqa: E402
 
-@cli.group()
-def coordinator() -> None:
-    """The coordinator: admit nodes, run rounds, publish bundles."""
+cli.add_command(coordinator)
+cli.add_command(leaderboard)
 
 
 @cli.group()

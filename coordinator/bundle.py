@@ -9,6 +9,11 @@
                                     entry (seq, hash) that accounted for each
       ledgers/<node_id>.pb / .json  each node's signed ledger export (LedgerExport)
       keys/<node_id>.ed25519        each node's raw Ed25519 ledger public key (hex)
+      datacard.md                   the data card (coordinator/datacard.py), in every bundle
+      statistics.json               DP aggregate answers, per node and summed (when queries ran)
+      leaderboard.json / .png       Bradley-Terry leaderboard with intervals (when battle counts ran)
+
+Every artifact lists the ledger entries (node id, seq, entry hash) it derives from.
 """
 
 from __future__ import annotations
@@ -36,7 +41,12 @@ def sha256_file(path: Path) -> str:
 
 
 def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: dict[str, bytes], infos: list[dict],
-                 federation_id: str, extra_files: dict[str, tuple[bytes, str]] | None = None) -> dict:
+                 federation_id: str, extra_files: dict[str, tuple[bytes, str]] | None = None,
+                 artifacts: dict[str, list[dict]] | None = None, statistics: dict | None = None,
+                 policies: dict[str, dict] | None = None) -> dict:
+    """Write the bundle. `extra_files` {relpath: (bytes, kind)}; `artifacts` {relpath: [ledger sources]}
+    (node_id, ledger_seq, ledger_entry_hash hex) for their lineage; `statistics` and `policies` feed
+    the data card, written into every bundle."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kinds: dict[str, str] = {}
@@ -79,9 +89,31 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
         (out / name).write_bytes(data)
         kinds[name] = kind
     model_art = manifest.artifacts.add(path="model/model.safetensors")
-    for rnd in rounds:
-        for c in rnd["contributors"]:
-            model_art.sources.add(node_id=c["node_id"], ledger_seq=c["ledger_seq"], ledger_entry_hash=bytes.fromhex(c["ledger_entry_hash"]))
+    round_sources = [c for rnd in rounds for c in rnd["contributors"]]
+    for c in round_sources:
+        model_art.sources.add(node_id=c["node_id"], ledger_seq=c["ledger_seq"], ledger_entry_hash=bytes.fromhex(c["ledger_entry_hash"]))
+    # the data card: every bundle has one; it reports the query answers and the training's claims
+    from coordinator.datacard import render
+
+    board = None
+    if "leaderboard.json" in (extra_files or {}):
+        board = json.loads(extra_files["leaderboard.json"][0])
+    nodes_doc = [{"node_id": n.node_id, "name": n.name, "paradigm": n.paradigm, "claimed_epsilon": n.claimed_epsilon,
+                  "delta": n.delta, "accountant": n.accountant} for n in manifest.nodes]
+    (out / "datacard.md").write_text(render(federation_id, nodes_doc, policies, statistics, board, manifest.created_at))
+    kinds["datacard.md"] = "datacard"
+    lineage = dict(artifacts or {})
+    lineage["datacard.md"] = [s for srcs in (artifacts or {}).values() for s in srcs] + round_sources
+    for path, sources in sorted(lineage.items()):
+        art = manifest.artifacts.add(path=path)
+        seen = set()
+        for s in sources:
+            key = (s["node_id"], int(s["ledger_seq"]))
+            if key in seen:
+                continue
+            seen.add(key)
+            art.sources.add(node_id=s["node_id"], ledger_seq=int(s["ledger_seq"]),
+                            ledger_entry_hash=bytes.fromhex(s["ledger_entry_hash"]))
     for rel, kind in sorted(kinds.items()):
         p = out / rel
         manifest.files.add(path=rel, sha256=sha256_file(p), size=p.stat().st_size, kind=kind)

@@ -49,6 +49,16 @@ class FederationConfig:
     seed: int = 0
     wait_seconds: float = 60.0
     timeout: float | None = None  # per round trip
+    # Aggregate queries after training (coordinator/queries.py): kinds to ask, [] = none.
+    queries: list = field(default_factory=list)
+    query_epsilon: float = 1.0  # requested per query per node (each node caps it by its policy)
+    query_models: list | None = None  # public model names (None: coordinator.queries.PUBLIC_MODELS)
+    query_languages: list | None = None
+    query_dimensions: list | None = None
+    query_topics: list | None = None
+    query_bounds: dict = field(default_factory=dict)  # kind -> [max_partitions, max_rows_per_partition]
+    query_secagg: bool = False  # sum answers with SecAgg+ (then no per-community leaderboards)
+    leaderboard_replicates: int = 200
 
     def __post_init__(self):
         if not self.federation_id:
@@ -163,12 +173,53 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
         })
         log.info("round %d: %d of %d nodes contributed", r, len(contributed), len(nodes))
 
+    query_files, query_artifacts, statistics, policies = run_query_phase(grid, nodes, infos, cfg)
+
     ledgers_rep = _send(grid, "query.ledger", nodes, {n: RecordDict() for n in nodes}, "ledger", cfg.timeout)
     ledgers = {infos[n]["node_id"]: bytes(rep.content["ledger"]["export"]) for n, rep in ledgers_rep.items()}
     head.load_state_dict(vector_to_state(global_vec, head))
     model_cfg = {"featurizer": cfg.featurizer, "training": {**asdict(cfg), "rounds_log": None}}
-    summary = write_bundle(Path(cfg.out), head, model_cfg, rounds, ledgers, list(infos.values()), cfg.federation_id)
+    summary = write_bundle(Path(cfg.out), head, model_cfg, rounds, ledgers, list(infos.values()), cfg.federation_id,
+                           extra_files=query_files, artifacts=query_artifacts, statistics=statistics, policies=policies)
     return summary
+
+
+def run_query_phase(grid: Grid, nodes: list[int], infos: dict[int, dict], cfg: FederationConfig):
+    """The DP aggregate queries (coordinator/queries.py) after training: returns the bundle files
+    (statistics.json, leaderboard.json, leaderboard.png), their lineage, the statistics and the
+    nodes' public policy facts."""
+    from coordinator import leaderboard as lb
+    from coordinator.queries import build_query, run_queries
+
+    if not cfg.queries:
+        return {}, {}, None, {}
+    queries = [
+        build_query(k, cfg.query_epsilon, f"{cfg.federation_id}/query/{k}", models=cfg.query_models,
+                    languages=cfg.query_languages, dimensions=cfg.query_dimensions, topics=cfg.query_topics,
+                    bounds=tuple(cfg.query_bounds[k]) if k in cfg.query_bounds else None,
+                    secagg=cfg.query_secagg and len(nodes) >= 2)
+        for k in cfg.queries
+    ]
+    results, policies = run_queries(grid, nodes, infos, queries, _send, secure_sum, cfg, cfg.timeout)
+    names = {i["node_id"]: i["name"] for i in infos.values()}
+    statistics = {"federation_id": cfg.federation_id, "queries": [r.to_dict(names) for r in results]}
+    files: dict[str, tuple[bytes, str]] = {
+        "statistics.json": ((json.dumps(statistics, indent=2) + "\n").encode(), "statistics")}
+    artifacts = {"statistics.json": [s for r in results for s in r.sources()]}
+    battle = next((r for r in results if r.kind == "battle_counts"), None)
+    if battle is not None:
+        board = lb.from_query_result(battle, names, cfg.leaderboard_replicates, cfg.seed)
+        files["leaderboard.json"] = ((json.dumps(board, indent=2) + "\n").encode(), "leaderboard")
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            png = Path(tmp) / "leaderboard.png"
+            lb.chart(board["pooled"] or {}, png, f"Cairn DP leaderboard ({cfg.federation_id})")
+            files["leaderboard.png"] = (png.read_bytes(), "leaderboard-chart")
+        artifacts["leaderboard.json"] = artifacts["leaderboard.png"] = battle.sources()
+    for r in results:
+        log.info("query %s: %d answers, %d refused", r.kind, len(r.answers), len(r.refused))
+    return files, artifacts, statistics, policies
 
 
 def make_server_app(cfg: FederationConfig) -> ServerApp:
@@ -193,4 +244,8 @@ def main(grid: Grid, context: Context) -> None:
     kwargs = {k.replace("-", "_"): v for k, v in rc.items() if k.replace("-", "_") in known}
     if "featurizer" in kwargs and isinstance(kwargs["featurizer"], str):
         kwargs["featurizer"] = json.loads(kwargs["featurizer"])
+    for k in ("queries", "query_models", "query_languages", "query_dimensions", "query_topics", "query_bounds"):
+        if isinstance(kwargs.get(k), str):  # run config values are strings: JSON, or a comma list of kinds
+            v = kwargs[k].strip()
+            kwargs[k] = json.loads(v) if v[:1] in "[{" else [x.strip() for x in v.split(",") if x.strip()]
     run_federation(grid, FederationConfig(**kwargs))

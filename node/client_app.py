@@ -8,6 +8,8 @@ Handlers (message types):
 - query.secagg_keys / query.secagg_shares / query.secagg_masked / query.secagg_unmask
                       the node's side of SecAgg+ (privacy/secure_aggregation.py).
 - query.ledger        the signed ledger export (public by design).
+- query.aggregate     a DP aggregate query (node/queries.py) through the release gate; under
+                      secure aggregation the noisy cells wait for the SecAgg stages above.
 
 Which node directory a SuperNode serves: `--node-config 'node-dir="/path"'` in a deployment; in
 the Simulation Engine, the partition id indexes the list in $CAIRN_FEDERATION_NODES.
@@ -179,3 +181,32 @@ def ledger(msg: Message, context: Context) -> Message:
     finally:
         store.close()
     return reply(msg, ledger=ConfigRecord({"export": export.SerializeToString(deterministic=True)}))
+
+
+@app.query("aggregate")
+def aggregate(msg: Message, context: Context) -> Message:
+    """A DP aggregate query (node/queries.py): answered through the release gate, or refused by the
+    policy. Under secure aggregation the noisy cells wait in the context for the SecAgg+ stages.
+    The reply also carries the node's public policy facts (licences, caps) for the data card."""
+    from node.queries import QueryError, answer_query
+    from protos import query_pb2
+
+    nd = node_dir_of(context)
+    policy = nd.policy()
+    facts = ConfigRecord({
+        "licences": list(policy.licences), "epsilon_cap": policy.epsilon_cap, "delta": policy.delta,
+        "max_query_epsilon": policy.max_query_epsilon, "min_contributors": policy.min_contributors,
+        "paradigm": f"{policy.dimensions}/{policy.definitions}",
+    })
+    query = query_pb2.Query.FromString(bytes(msg.content["query"]["query"]))
+    store = nd.open_store()
+    try:
+        answer, values = answer_query(nd, store, query)
+    except (PolicyViolation, QueryError) as e:
+        return reply(msg, status=ConfigRecord({"ok": False, "refused": str(e)}), policy=facts)
+    finally:
+        store.close()
+    if query.secagg:
+        context.state["pending_update"] = ArrayRecord([np.asarray(values, dtype=np.float64)])
+    return reply(msg, status=ConfigRecord({"ok": True}), answer=ConfigRecord({"answer": answer.SerializeToString()}),
+                 policy=facts)

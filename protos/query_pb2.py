@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/query.proto\x12\x08\x63\x61irn.v1\"\x94\x01\n\x05Query\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06params\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.Query.ParamsEntry\x12\x0f\n\x07\x65psilon\x18\x03 \x01(\x01\x12\x10\n\x08round_id\x18\x04 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x04\x43\x65ll\x12\x0b\n\x03key\x18\x01 \x03(\t\x12\r\n\x05value\x18\x02 \x01(\x03\"\x98\x01\n\x06\x41nswer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nquery_name\x18\x02 \x01(\t\x12\x1d\n\x05\x63\x65lls\x18\x03 \x03(\x0b\x32\x0e.cairn.v1.Cell\x12\x11\n\tmechanism\x18\x04 \x01(\t\x12\x13\n\x0bnoise_scale\x18\x05 \x01(\x01\x12\x12\n\nledger_seq\x18\x06 \x01(\x04\x12\x0e\n\x06\x63\x61\x63hed\x18\x07 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/query.proto\x12\x08\x63\x61irn.v1\"\xa4\x01\n\x05Query\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06params\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.Query.ParamsEntry\x12\x0f\n\x07\x65psilon\x18\x03 \x01(\x01\x12\x10\n\x08round_id\x18\x04 \x01(\t\x12\x0e\n\x06secagg\x18\x05 \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x04\x43\x65ll\x12\x0b\n\x03key\x18\x01 \x03(\t\x12\r\n\x05value\x18\x02 \x01(\x03\"\xa2\x02\n\x06\x41nswer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nquery_name\x18\x02 \x01(\t\x12\x1d\n\x05\x63\x65lls\x18\x03 \x03(\x0b\x32\x0e.cairn.v1.Cell\x12\x11\n\tmechanism\x18\x04 \x01(\t\x12\x13\n\x0bnoise_scale\x18\x05 \x01(\x01\x12\x12\n\nledger_seq\x18\x06 \x01(\x04\x12\x0e\n\x06\x63\x61\x63hed\x18\x07 \x01(\x08\x12\x19\n\x11ledger_entry_hash\x18\x08 \x01(\x0c\x12\x0f\n\x07\x65psilon\x18\t \x01(\x01\x12\r\n\x05\x64\x65lta\x18\n \x01(\x01\x12\x13\n\x0bsensitivity\x18\x0b \x01(\x03\x12\x16\n\x0emax_partitions\x18\x0c \x01(\r\x12\x0e\n\x06secagg\x18\r \x01(\x08\x12\x10\n\x08round_id\x18\x0e \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERY_PARAMSENTRY']._loaded_options = None
   _globals['_QUERY_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_QUERY']._serialized_start=33
-  _globals['_QUERY']._serialized_end=181
-  _globals['_QUERY_PARAMSENTRY']._serialized_start=136
-  _globals['_QUERY_PARAMSENTRY']._serialized_end=181
-  _globals['_CELL']._serialized_start=183
-  _globals['_CELL']._serialized_end=217
-  _globals['_ANSWER']._serialized_start=220
-  _globals['_ANSWER']._serialized_end=372
+  _globals['_QUERY']._serialized_end=197
+  _globals['_QUERY_PARAMSENTRY']._serialized_start=152
+  _globals['_QUERY_PARAMSENTRY']._serialized_end=197
+  _globals['_CELL']._serialized_start=199
+  _globals['_CELL']._serialized_end=233
+  _globals['_ANSWER']._serialized_start=236
+  _globals['_ANSWER']._serialized_end=526
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,138 @@
+"""Benchmark: how close is the DP leaderboard to the non-private one?
+
+Prints Kendall tau between the Bradley-Terry leaderboard fitted on DP battle counts (each node's
+answer from node/queries.dp_answer — contribution bounding, secure discrete Gaussian noise — summed
+across nodes and post-processed as in coordinator/leaderboard.py) and the one fitted on the exact,
+unbounded counts, at epsilon 1 and 8 per node (delta 1e-6), mean and sd over trials:
+
+- shipped: Tulu-1 human eval + PandaLM human test set (../shared/data), split across 3 nodes by
+  contributor (a person belongs to one community);
+- arena: a synthetic arena of 24 models and 6000 contributors (1-12 battles each, ties and
+  both-bad included) split across 5 nodes.
+
+Usage: .venv/bin/python bench/leaderboard.py [--trials N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from coordinator.leaderboard import bt_scores, cells_from_items, kendall_tau, post_process  # noqa: E402
+from node.queries import battle_rows, dp_answer, exact_counts, partitions  # noqa: E402
+
+DELTA = 1e-6
+SHARED = Path(os.environ.get("CAIRN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def node_of(contributor: str, n: int) -> int:
+    return int(hashlib.sha256(contributor.encode()).hexdigest()[:8], 16) % n
+
+
+def shipped_nodes(data: Path = SHARED) -> dict[str, tuple[list[list], list[str]]]:
+    """Battle rows per node: Tulu-1 split over 2 nodes by evaluator (16 people), PandaLM on a third
+    (3 annotators). Their models never meet, so each is its own leaderboard (a joint fit could not
+    order models across the two)."""
+    from node.importers import read_records
+
+    tulu = [r[1] for r in read_records(data / "tulu1-human-eval" / "eval_annotations_tulu_1.shared.jsonl.gz", "tulu")
+            if isinstance(r, tuple)]
+    panda = [r[1] for r in read_records(data / "pandalm-human-testset" / "testset-v1.shared.jsonl.gz", "pandalm")
+             if isinstance(r, tuple)]
+    trows, prows = battle_rows(tulu), battle_rows(panda)
+    out = {"tulu1 (2 nodes)": [[r for r in trows if node_of(r[0], 2) == i] for i in range(2)],
+           "pandalm (1 node)": [prows]}
+    return {k: (v, sorted({m for rows in v for _, p in rows for m in p[:2]})) for k, v in out.items()}
+
+
+def synthetic_arena(n_models: int = 24, n_contributors: int = 6000, n_nodes: int = 5, seed: int = 7):
+    """Contributors each judge 1-12 random battles; outcomes from Bradley-Terry strengths, with ties
+    (20%) and both-bad (5%). Randomness here simulates data, it is no privacy noise."""
+    rng = np.random.default_rng(seed)
+    models = [f"model-{i:02d}" for i in range(n_models)]
+    strength = rng.normal(0, 1.0, n_models)
+    nodes: list[list] = [[] for _ in range(n_nodes)]
+    for c in range(n_contributors):
+        who = f"user-{c}"
+        k = int(min(12, rng.geometric(0.25)))
+        for _ in range(k):
+            i, j = rng.choice(n_models, 2, replace=False)
+            u = rng.random()
+            if u < 0.05:
+                o = "both_bad"
+            elif u < 0.25:
+                o = "tie"
+            else:
+                o = "a" if rng.random() < 1 / (1 + math.exp(-(strength[i] - strength[j]))) else "b"
+            a, b = models[i], models[j]
+            if a > b:
+                a, b, o = b, a, {"a": "b", "b": "a"}.get(o, o)
+            nodes[c % n_nodes].append((who, (a, b, o)))
+    return nodes, models
+
+
+def dp_scores(nodes: list[list], params: dict, epsilon: float) -> dict[str, float]:
+    keys = partitions("battle_counts", params)
+    pooled = np.zeros(len(keys))
+    var = 0.0
+    for rows in nodes:
+        ans = dp_answer("battle_counts", rows, params, epsilon, DELTA)
+        pooled += np.array(ans["values"], dtype=float)
+        var += ans["noise_parameter"] ** 2
+    cells = cells_from_items(zip(keys, pooled))
+    return bt_scores(post_process(cells, var))
+
+
+def exact_scores(nodes: list[list], params: dict) -> dict[str, float]:
+    counts = exact_counts("battle_counts", [r for rows in nodes for r in rows], params)
+    return bt_scores(post_process(cells_from_items(counts.items()), 0.0))
+
+
+def run(name: str, nodes, models, bounds, trials: int, epsilons=(1.0, 8.0)) -> list[dict]:
+    import json
+
+    params = {"models": json.dumps(models), "max_partitions": str(bounds[0]), "max_rows_per_partition": str(bounds[1])}
+    truth = exact_scores(nodes, params)
+    out = []
+    for eps in epsilons:
+        taus = [kendall_tau(dp_scores(nodes, params, eps), truth) for _ in range(trials)]
+        out.append({"data": name, "models": len(truth), "contributors": len({r[0] for rows in nodes for r in rows}),
+                    "nodes": len(nodes), "battles": sum(len(r) for r in nodes), "bounds": bounds, "epsilon": eps,
+                    "tau_mean": float(np.mean(taus)), "tau_sd": float(np.std(taus)), "tau_min": float(np.min(taus))})
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=10)
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    rows = []
+    if SHARED.is_dir():
+        # few, prolific annotators: every cell, up to 8 battles per cell per person
+        for name, (nodes, models) in shipped_nodes().items():
+            rows += run(name, nodes, models, (4 * len(models) * (len(models) - 1) // 2, 8), args.trials)
+    nodes, models = synthetic_arena()
+    rows += run("synthetic-arena", nodes, models, (6, 1), args.trials)
+    print(f"{'data':<17} {'models':>6} {'contrib':>7} {'nodes':>5} {'battles':>7} {'bounds':>8} {'eps':>4}  "
+          f"{'tau mean':>8} {'sd':>5} {'min':>5}")
+    for r in rows:
+        print(f"{r['data']:<17} {r['models']:>6} {r['contributors']:>7} {r['nodes']:>5} {r['battles']:>7} "
+              f"{str(tuple(r['bounds'])):>8} {r['epsilon']:>4g}  {r['tau_mean']:>8.3f} {r['tau_sd']:>5.3f} {r['tau_min']:>5.3f}")
+    print(f"({args.trials} trials each, delta {DELTA:g} per node, {time.time() - t0:.0f} s)")
+    arena8 = [r for r in rows if r["data"] == "synthetic-arena" and r["epsilon"] == 8.0][0]
+    return 0 if arena8["tau_mean"] >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
