@@ -8,12 +8,12 @@ table reports pairs/s at the MEDIAN step time, which is robust to the bursts of 
 shared machines.
 
     .venv/bin/python bench/dp_throughput.py [--contributors 4096] [--pairs 8] [--batch 256]
-        [--steps 25] [--rounds 6] [--combine r|r_pr] [--modes ghost,ghost-opacus-norm,hooks]
+        [--steps 25] [--rounds 6] [--combine r|r_pr] [--modes ghost,ghost-fast-norm,hooks]
 
 Examples = (chosen, rejected) pairs. Default head: 384 -> 256 -> 1 (combine="r");
 --combine r_pr uses the default reward-model input [r, p*r] (768 -> 256 -> 1).
-Modes: ghost = Opacus ghost clipping with node.dp_training's exact Linear norm sampler (default
-in train_dp); ghost-opacus-norm = Opacus' own Linear norm sampler; hooks = per-sample gradients.
+Modes: ghost = Opacus ghost clipping (train_dp's default); ghost-fast-norm = the same with
+node.dp_training's exact Linear norm sampler (fast_norm=True); hooks = per-sample gradients.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=25, help="steps per timed run")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--combine", default="r", choices=["r", "r_pr"])
-    ap.add_argument("--modes", default="ghost,ghost-opacus-norm,hooks",
-                    help="comma-separated DP modes: ghost, ghost-opacus-norm, hooks")
+    ap.add_argument("--modes", default="ghost,ghost-fast-norm,hooks",
+                    help="comma-separated DP modes: ghost, ghost-fast-norm, hooks")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         if name == "non-private":
             train_nonprivate(h, data, steps=steps, batch_size=a.batch, seed=None, step_times=sink)
             return
-        mode, fast = (name[: -len("-opacus-norm")], False) if name.endswith("-opacus-norm") else (name, True)
+        mode, fast = (name[: -len("-fast-norm")], True) if name.endswith("-fast-norm") else (name, False)
         train_dp(h, data, noise_multiplier=1.0, max_grad_norm=1.0, sampling_probability=q, steps=steps,
                  grad_sample_mode=mode, fast_norm=fast, step_times=sink)
 
