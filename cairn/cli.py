@@ -42,9 +42,9 @@ cli.add_command(coordinator)
 cli.add_command(leaderboard)
 
 
-@cli.group()
-def audit() -> None:
-    """Verify a release bundle without trusting anybody."""
+from cairn.audit_cli import audit  # noqa: E402
+
+cli.add_command(audit)
 
 
 def main() -> None:

@@ -1,0 +1,161 @@
+"""The empirical privacy probe (the experiment; the statistics are in privacy/probe.py).
+
+One training run, Steinke, Nasr & Jagielski 2023: take a node's training data (a SHADOW copy in
+memory: nothing is written to the node or sent anywhere) or a synthetic community, add m canary
+contributors, each with one distinctive pair (fresh random feature vectors nobody else has, with a
+random preference), include each canary independently with probability 1/2, train with the node's
+own user-level DP-SGD (node/dp_training.py: same clipping, sampling and noise), and score each
+canary by how much training moved its pair's margin:
+
+    score_i = [s(chosen_i) - s(rejected_i)] after training - the same before training
+
+Members were pushed towards their preference, non-members only by generalisation. Guess "in" for the
+top k+, "out" for the bottom k-, and turn the number of correct guesses into an epsilon lower bound
+(privacy/probe.py). With noise the bound must stay below the accountant's claim; with the noise off
+the canaries are plainly visible and the bound is large.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from node.dp_training import ContributorTensors, contributor_tensors_from_arrays, train_dp
+from node.reward_model import RewardHead
+from privacy.probe import ProbeResult, best_lower_bound
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    canaries: int = 200
+    steps: int = 60
+    sampling_probability: float = 0.5
+    noise_multiplier: float | None = None  # None: calibrated to `epsilon` (the claim) at `delta`
+    epsilon: float = 8.0
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    lr: float = 0.05
+    hidden: int = 32
+    alpha: float = 0.05
+    seed: int = 0
+
+
+def synthetic_base(n_contributors: int = 200, pairs_each: int = 4, dim: int = 128, seed: int = 0) -> ContributorTensors:
+    """A learnable synthetic community over random unit features (a planted linear preference)."""
+    rng = np.random.default_rng(seed)
+    U = max(64, n_contributors * pairs_each)
+    X = rng.normal(size=(U, dim)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    w = rng.normal(size=dim)
+    rows = []
+    for _ in range(n_contributors):
+        r = []
+        for _ in range(pairs_each):
+            p, a, b = (int(v) for v in rng.integers(0, U, 3))
+            if X[a] @ w < X[b] @ w:
+                a, b = b, a
+            r.append((p, a, b, 1.0, 1.0))
+        rows.append(r)
+    return contributor_tensors_from_arrays(X, rows, pairs_each, [f"s{i}" for i in range(n_contributors)], seed=seed)
+
+
+def add_canaries(base: ContributorTensors, m: int, rng: np.random.Generator, *, fresh_dims: bool = False,
+                 nnz: int = 4) -> tuple[ContributorTensors, ContributorTensors]:
+    """(base over the extended feature table, the m canaries over the same table).
+
+    Each canary has ONE pair whose three texts (prompt, chosen, rejected) nobody else has, like
+    distinctive tokens under the hashed featurizer: sparse unit vectors with `nnz` random +-1
+    coordinates. `fresh_dims` (synthetic data): the feature space is widened instead and every
+    canary text gets a coordinate of its own (one-hot), the cleanest canary for a probe.
+    """
+    d = base.dim
+    U0 = base.features.shape[0]
+    X = base.features.numpy()
+    if fresh_dims:
+        D = d + 3 * m
+        X = np.concatenate([X, np.zeros((U0, 3 * m), dtype=np.float32)], axis=1)
+        fresh = np.zeros((3 * m, D), dtype=np.float32)
+        fresh[np.arange(3 * m), d + np.arange(3 * m)] = 1.0
+    else:
+        fresh = np.zeros((3 * m, d), dtype=np.float32)
+        for t in range(3 * m):
+            cols = rng.choice(d, size=min(nnz, d), replace=False)
+            fresh[t, cols] = rng.choice([-1.0, 1.0], size=len(cols)) / np.sqrt(len(cols))
+    feats = np.concatenate([X, fresh])
+    P = base.max_pairs
+    rows = [[(U0 + 3 * i, U0 + 3 * i + 1, U0 + 3 * i + 2, 1.0, 1.0)] for i in range(m)]
+    canaries = contributor_tensors_from_arrays(feats, rows, P, [f"canary-{i}" for i in range(m)])
+    base2 = ContributorTensors(canaries.features, base.prompt, base.chosen, base.rejected, base.target, base.weight,
+                               list(base.contributors), base.dropped_pairs)
+    return base2, canaries
+
+
+def _margins(head: RewardHead, canaries: ContributorTensors) -> np.ndarray:
+    with torch.no_grad():
+        idx = torch.arange(canaries.n_contributors)
+        s = head(canaries.inputs(idx, head.combine))  # [m, 2P]: P chosen then P rejected
+        P = canaries.max_pairs
+        return (s[:, 0] - s[:, P]).double().numpy()
+
+
+def run_probe(base: ContributorTensors, cfg: ProbeConfig, source: str = "synthetic", fresh_dims: bool | None = None) -> ProbeResult:
+    """Insert canaries into `base` (in memory), train once with user-level DP-SGD, bound epsilon."""
+    from privacy.audit import recompute_epsilons
+    from privacy.events import GaussianEvent, PoissonSampledEvent, SelfComposedEvent, event_to_proto
+
+    t0 = time.perf_counter()
+    if fresh_dims is None:
+        fresh_dims = source == "synthetic"
+    rng = np.random.default_rng(cfg.seed)
+    base, canaries = add_canaries(base, cfg.canaries, rng, fresh_dims=fresh_dims)
+    members = rng.random(cfg.canaries) < 0.5  # each canary in with probability 1/2 (the audit's coin)
+    q, steps, C = cfg.sampling_probability, cfg.steps, cfg.max_grad_norm
+    if cfg.noise_multiplier is None:
+        from privacy.accountant import noise_multiplier_for
+
+        z = noise_multiplier_for(cfg.epsilon, cfg.delta, q, steps)
+    else:
+        z = float(cfg.noise_multiplier)
+    # the claim for exactly this training, recomputed independently (privacy/audit.py)
+    if z > 0:
+        ev = event_to_proto(SelfComposedEvent(PoissonSampledEvent(q, GaussianEvent(z * C, C)), steps))
+        claimed = min(recompute_epsilons([ev], cfg.delta)[-1])
+    else:
+        claimed = float("inf")
+    member_idx = torch.as_tensor(np.flatnonzero(members), dtype=torch.long)
+    train = ContributorTensors.concat([base, canaries.subset(member_idx)]) if len(member_idx) else base
+    # concat stacks feature tables: canaries' rows are offset by base's table size; same vectors.
+    torch.manual_seed(cfg.seed)
+    head = RewardHead(canaries.dim, hidden=cfg.hidden)
+    before = _margins(head, canaries)
+    train_dp(head, train, noise_multiplier=z, max_grad_norm=C, sampling_probability=q, steps=steps, lr=cfg.lr,
+             optimizer="sgd", sampling_seed=cfg.seed + 1, noise_seed=None)
+    scores = _margins(head, canaries) - before
+    best, _ = best_lower_bound(scores, members, cfg.delta, cfg.alpha)
+    return ProbeResult(
+        canaries=cfg.canaries, included=int(members.sum()), noise_multiplier=z, sampling_probability=q, steps=steps,
+        delta=cfg.delta, alpha=cfg.alpha, claimed_epsilon=claimed, epsilon_lower_bound=best.epsilon_lower_bound,
+        guesses=best.guesses, correct=best.correct, k_plus=best.k_plus, k_minus=best.k_minus,
+        seconds=time.perf_counter() - t0, source=source,
+    )
+
+
+def node_base(node_dir, featurizer_cfg: dict | None = None, max_pairs: int = 8) -> tuple[ContributorTensors, float]:
+    """A shadow copy of a node's eligible training data (in memory) and the node's delta."""
+    from node.node_dir import NodeDir
+    from node.training import contributor_data, featurizer_for
+
+    nd = NodeDir(node_dir)
+    policy = nd.policy()
+    store = nd.open_store()
+    try:
+        feat = featurizer_for(featurizer_cfg or {"name": "hashed-ngram", "dim": 384})
+        data = contributor_data(store, policy, feat, max_pairs)
+    finally:
+        store.close()
+    if data.n_contributors == 0:
+        raise ValueError(f"{node_dir}: no eligible contributors to probe with")
+    return data, policy.delta
