@@ -31,6 +31,9 @@ def federation(tmp_path_factory):
     cfg = FederationConfig(out=str(root / "bundle"), rounds=2, local_steps=5, featurizer={"name": "hashed-ngram", "dim": 384},
                            secagg=True, federation_id="fed-audit")
     summary = run_simulation_federation([n.path for n in nodes], cfg)
+    # every node must have trained and handed over its ledger; a federation that lost nodes (e.g. Ray
+    # killed workers for memory) is an environment failure, not something these tests can audit
+    assert len(summary["nodes"]) == 3 and summary["rounds"] == 2, f"incomplete federation: {summary}"
     return Path(summary["bundle"]), nodes
 
 
