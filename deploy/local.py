@@ -477,8 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SuperLink {dep.address} (TLS, SuperNode auth); {len(dep.supernodes)} SuperNodes up in {up:.1f}s; "
               f"logs in {dep.logs}", flush=True)
         res = dep.run(a.rounds, a.out, featurizer=FEATURIZERS[a.features], secagg=a.secagg, timeout=a.timeout, **extra)
-    print(f"run {res.run_id}: {res.status} in {res.wall_s:.1f}s ({res.wall_s / max(a.rounds, 1):.1f}s per round, "
-          f"start-up included); bundle: {res.out}; log: {res.log}")
+    print(f"run {res.run_id}: {res.status} in {res.wall_s:.1f}s for {a.rounds} round(s), the run's fixed costs "
+          f"(ServerApp start, hello, ledger collection) included; bundle: {res.out}; log: {res.log}")
     return 0
 
 
