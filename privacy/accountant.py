@@ -27,6 +27,8 @@ How a history is reduced (all steps exact or conservative, never optimistic):
 
 from __future__ import annotations
 
+import logging
+
 import functools
 import math
 from collections import Counter
@@ -50,6 +52,10 @@ from privacy.events import (
     event_from_dict,
     event_to_dict,
 )
+
+# dp_accounting's RDP logs a warning for every fractional order it cannot evaluate at large q and
+# then excludes that order (still a sound bound); keep the logs readable.
+logging.getLogger("absl").setLevel(logging.ERROR)
 
 METHODS = ("pld", "rdp", "zcdp")
 # dp_accounting's own default; with pessimistic rounding each discretisation step only adds loss.
@@ -345,10 +351,11 @@ class Accountant:
 
 
 def calibrate_noise(make_event, target_epsilon: float, delta: float, lo: float = 1e-3, hi: float = 1.0,
-                    rel_tol: float = 1e-3) -> float:
-    """Smallest noise parameter x (to rel_tol) with epsilon_of([make_event(x)]) <= target, by
-    bisection (epsilon falls as noise grows). Sound: the returned x has been checked against the
-    same accountant the ledger uses."""
+                    rel_tol: float = 1e-3, floor: float = 0.3) -> float:
+    """Smallest noise parameter x >= floor (to rel_tol) with epsilon_of([make_event(x)]) <= target,
+    by bisection (epsilon falls as noise grows). Sound: the returned x has been checked against the
+    same accountant the ledger uses. Noise below `floor` is never searched: PLDs at tiny noise need
+    gigabytes, and such noise levels give no meaningful protection anyway."""
     if not (target_epsilon > 0):
         raise AccountingError(f"target epsilon must be > 0, got {target_epsilon!r}")
 
@@ -363,13 +370,13 @@ def calibrate_noise(make_event, target_epsilon: float, delta: float, lo: float =
             pass
         return bound <= target_epsilon
 
-    while not ok(hi):
+    hi, lo = max(hi, floor), floor
+    while not ok(hi):  # grow until enough noise (cheap: large noise, small PLDs)
         lo, hi = hi, hi * 2.0
         if hi > 1e7:
             raise AccountingError(f"no noise level reaches epsilon {target_epsilon} at delta {delta}")
-    lo = min(lo, hi / 2.0)
-    while lo > 1e-6 and ok(lo):
-        hi, lo = lo, lo / 2.0
+    if lo == floor and ok(floor):  # the starting noise was already enough: is the floor?
+        return floor
     while hi - lo > rel_tol * hi:
         mid = (lo + hi) / 2.0
         if ok(mid):
