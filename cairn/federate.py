@@ -74,16 +74,22 @@ def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True, wr
 @click.option("--local-steps", default=50, show_default=True)
 @click.option("--aggregation", type=click.Choice(["fedavg", "median", "trimmed_mean"]), default="fedavg", show_default=True)
 @click.option("--secagg/--no-secagg", default=True, show_default=True, help="Secure aggregation (SecAgg+).")
+@click.option("--query", "queries", multiple=True,
+              type=click.Choice(["battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback"]),
+              help="DP aggregate query to ask after training (repeatable); feeds statistics and the leaderboard.")
+@click.option("--query-epsilon", default=1.0, show_default=True, help="Epsilon requested per query per node (nodes cap it).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def federate(node_dirs, rounds, out, features, epsilon, local_steps, aggregation, secagg, as_json) -> None:
+def federate(node_dirs, rounds, out, features, epsilon, local_steps, aggregation, secagg, queries, query_epsilon,
+             as_json) -> None:
     """Run a federation over existing node directories and write a release bundle."""
     from coordinator.server_app import FederationConfig
 
     if aggregation != "fedavg" and secagg:
         raise click.UsageError("robust aggregation needs --no-secagg (it must see each update)")
     cfg = FederationConfig(out=str(out), rounds=rounds, featurizer=FEATURIZERS[features], epsilon=epsilon,
-                           local_steps=local_steps, aggregation=aggregation, secagg=secagg and len(node_dirs) >= 2)
+                           local_steps=local_steps, aggregation=aggregation, secagg=secagg and len(node_dirs) >= 2,
+                           queries=list(queries), query_epsilon=query_epsilon)
     summary = run_simulation_federation(list(node_dirs), cfg)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
