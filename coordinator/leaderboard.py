@@ -7,10 +7,12 @@ Input: battle counts per model pair and outcome, the sum of the nodes' noisy ans
 
 Post-processing of noisy counts (post-processing cannot weaken DP), in this order:
 1. negative counts are clamped to 0 (a count cannot be negative);
-2. a pair is kept only if its clamped total over the four outcomes reaches
-   `PAIR_THRESHOLD_SDS` standard deviations of the noise on that total (sqrt of the four cells'
-   summed variance): below that, the pair's counts are indistinguishable from noise on an empty
-   pair, and keeping them would invent battles between models nobody compared;
+2. a pair is kept only if its noisy total over the four outcomes (before clamping) exceeds z
+   standard deviations of the noise on that total (sqrt of the four cells' summed variance), with
+   z = Phi^-1(1 - FALSE_PAIR_RATE / n_pairs): a Bonferroni-corrected one-sided test that the pair
+   was compared at all, so that over all the pairs asked about, a pair nobody compared enters the
+   leaderboard with probability at most FALSE_PAIR_RATE (keeping noise-only pairs would invent
+   battles between models nobody compared);
 3. models left without any kept pair are not ranked.
 Inconsistent counts (e.g. a tie count larger than the pair total would allow) need no other repair:
 after clamping each cell is a valid count, and the fit only uses win totals.
@@ -38,12 +40,13 @@ import numpy as np
 
 OUTCOMES = ("a", "b", "tie", "both_bad")
 RIDGE = 1e-3
-PAIR_THRESHOLD_SDS = 2.0
+FALSE_PAIR_RATE = 0.05  # chance, over all pairs asked, that an uncompared pair is kept
 ELO_SCALE = 400.0 / math.log(10.0)
 ELO_BASE = 1000.0
 POST_PROCESSING = (
     "negative noisy counts clamped to 0; a model pair kept only when its clamped total reaches "
-    f"{PAIR_THRESHOLD_SDS:g} noise standard deviations of that total; models without a kept pair not ranked; "
+    "z noise standard deviations of that total, z Bonferroni-corrected so that an uncompared pair is kept with "
+    f"probability at most {FALSE_PAIR_RATE:g} over all pairs; models without a kept pair not ranked; "
     "ties and both-bad count as half a win for each side (Chatbot Arena)"
 )
 
@@ -60,12 +63,16 @@ def cells_from_items(items: Iterable[tuple[tuple, float]]) -> dict[tuple[str, st
 def post_process(cells: dict[tuple[str, str], np.ndarray], variances: dict[tuple[str, str], np.ndarray] | float = 0.0
                  ) -> dict[tuple[str, str], np.ndarray]:
     """Rules 1-2 of the module docstring: clamp at 0, drop pairs indistinguishable from noise."""
+    from scipy.stats import norm
+
+    z = float(norm.isf(FALSE_PAIR_RATE / max(1, len(cells))))
     out = {}
-    for pair, c in cells.items():
-        c = np.maximum(np.asarray(c, dtype=float), 0.0)
+    for pair, raw in cells.items():
+        raw = np.asarray(raw, dtype=float)
         var = variances.get(pair, np.zeros(4)) if isinstance(variances, dict) else np.full(4, float(variances))
         sd_total = math.sqrt(float(np.sum(var)))
-        if c.sum() <= 0 or c.sum() < PAIR_THRESHOLD_SDS * sd_total:
+        c = np.maximum(raw, 0.0)
+        if c.sum() <= 0 or raw.sum() <= z * sd_total:
             continue
         out[pair] = c
     return out

@@ -86,3 +86,17 @@ def test_leaderboard_on_shipped_tulu_and_pandalm_split_across_nodes(shared_data,
     board = leaderboard(cells, 2 * 50.0, replicates=30)
     chart(board, tmp_path / "lb.png")
     assert (tmp_path / "lb.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_uncompared_pairs_rarely_enter_the_leaderboard():
+    """400 pairs nobody compared, noise sd 50 per cell: over 200 trials, a spurious pair is kept in
+    at most ~5% of trials (the Bonferroni-corrected threshold), never in most."""
+    rng = np.random.default_rng(11)
+    trials_with_false_pair = 0
+    for _ in range(200):
+        cells = {(f"m{i}", f"n{i}"): rng.normal(0.0, 50.0, 4) for i in range(400)}
+        cells[("a", "b")] = np.array([900.0, 300.0, 100.0, 0.0]) + rng.normal(0.0, 50.0, 4)
+        kept = post_process(cells, variances=2500.0)
+        assert ("a", "b") in kept
+        trials_with_false_pair += len(kept) > 1
+    assert trials_with_false_pair <= 0.05 * 200 + 3 * np.sqrt(0.05 * 0.95 * 200)
