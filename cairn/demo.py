@@ -2,8 +2,10 @@
 
 1. Three communities import their members' real feedback (../shared/data): records land
    encrypted, PII redacted, contributors with consent; one member withdraws.
+   These communities share statistics only; their policies release no model updates.
 2. Three more communities hold thousands of synthetic contributors whose preferences over real
-   text follow a planted rule (so accuracy is measurable), with held-out test pairs.
+   text follow a planted rule (so accuracy is measurable), with held-out test pairs; their
+   policies release model updates only.
 3. A federation over all six nodes (Flower Simulation Engine, SecAgg+): nodes too small for their
    own policy refuse to train, the others run user-level DP-SGD, every release is ledgered first.
 4. The bundle: model, ledgers, manifest; held-out accuracy and each node's epsilon.
@@ -22,6 +24,9 @@ import click
 from cairn.errors import friendly
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# The models the shipped communities judged: the coordinator asks about these public names only.
+DEMO_MODELS = ["tulu_65B", "tulu_7B", "tulu_human_only_65B", "chatgpt",
+               "bloom-7b", "cerebras-gpt-6.7B", "llama-7b", "opt-7b", "pythia-6.9b"]
 
 
 def shared_data_dir() -> Path:
@@ -97,16 +102,18 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     for i in (1, 2, 3):
         name = f"community-{i}"
         cairn("node", "init", out / name, "--name", name)
+        nd = NodeDir(out / name)  # these communities contribute to the model only
+        replace(nd.policy(), allowed_releases=("train",)).save(nd.policy_path)
         click.echo(cairn("node", "synth", out / name, "--contributors", contributors, "--community-seed", i,
-                         "--test-out", out / f"{name}-test.jsonl").strip())
+                         "--rule-space", features, "--test-out", out / f"{name}-test.jsonl").strip())
         synthetic.append(name)
 
     _title(f"3. Federation: {rounds} rounds of user-level DP-SGD under SecAgg+ ({features} features), then DP statistics")
     nodes = [out / n for n, _, _ in real] + [out / n for n in synthetic]
     cfg = FederationConfig(out=str(out / "bundle"), rounds=rounds, featurizer=FEATURIZERS[features], secagg=True,
-                           epsilon=6.0, federation_id=f"demo-{int(time.time())}",
+                           epsilon=8.0, federation_id=f"demo-{int(time.time())}",
                            queries=["battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback"],
-                           query_epsilon=1.0, query_bounds={"battle_counts": [40, 8]})
+                           query_epsilon=1.0, query_bounds={"battle_counts": [40, 8]}, query_models=DEMO_MODELS)
     summary = run_simulation_federation(nodes, cfg)
     rounds_log = json.loads((out / "bundle" / "rounds.json").read_text())
     for r in rounds_log:

@@ -71,7 +71,7 @@ def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True, wr
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
 @click.option("--features", type=click.Choice(sorted(FEATURIZERS)), default="minilm", show_default=True)
 @click.option("--epsilon", default=8.0, show_default=True, help="Epsilon the training may spend per node (nodes cap it).")
-@click.option("--local-steps", default=50, show_default=True)
+@click.option("--local-steps", default=100, show_default=True)
 @click.option("--aggregation", type=click.Choice(["fedavg", "median", "trimmed_mean"]), default="fedavg", show_default=True)
 @click.option("--secagg/--no-secagg", default=True, show_default=True, help="Secure aggregation (SecAgg+).")
 @click.option("--query", "queries", multiple=True,

@@ -33,11 +33,14 @@ class FederationConfig:
     out: str  # bundle directory
     rounds: int = 3
     federation_id: str = ""
-    local_steps: int = 50
+    # Defaults measured by bench/reward_model.py (3 x 2,000 contributors, epsilon 8: 96% of the
+    # non-private accuracy gain): large Poisson batches, a clipping norm below typical
+    # per-contributor gradient norms, few rounds of many local steps.
+    local_steps: int = 100
     epsilon: float = 8.0
-    expected_batch: int = 512
-    lr: float = 3e-3
-    max_grad_norm: float = 1.0
+    expected_batch: int = 400
+    lr: float = 5e-3
+    max_grad_norm: float = 0.02
     max_pairs_per_contributor: int = 8
     featurizer: dict = field(default_factory=lambda: {"name": "hashed-ngram", "dim": 384})
     hidden: int = 256

@@ -37,11 +37,11 @@ class TrainRequest:
     federation_id: str
     round: int
     rounds: int  # planned rounds of the whole federation
-    local_steps: int = 50
+    local_steps: int = 100
     epsilon: float = 8.0  # epsilon the coordinator would like the training to spend in total
-    expected_batch: int = 512  # contributors per step the coordinator would like
-    lr: float = DEFAULTS["lr"]
-    max_grad_norm: float = DEFAULTS["max_grad_norm"]
+    expected_batch: int = 400  # contributors per step the coordinator would like
+    lr: float = 5e-3
+    max_grad_norm: float = 0.02
     max_pairs_per_contributor: int = DEFAULTS["max_pairs_per_contributor"]
 
     @classmethod
