@@ -242,8 +242,10 @@ def report(dir: Path, out: Path | None) -> None:
 @click.option("--test-out", type=click.Path(path_type=Path), default=None,
               help="Also write held-out pairs labelled by the planted rule (arena JSONL), for `cairn model eval`.")
 @click.option("--test-pairs", default=2000, show_default=True)
+@click.option("--rule-space", type=click.Choice(["minilm", "hashed", "text"]), default="minilm", show_default=True,
+              help="Where the planted rule lives: a hidden direction in a featurizer's space, or text properties.")
 @friendly
-def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise, test_out, test_pairs) -> None:
+def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise, test_out, test_pairs, rule_space) -> None:
     """Fill a node with synthetic contributors whose preferences over real text follow a planted rule.
 
     Synthetic contributors are recorded as consenting (CC0-1.0) in the past, so they are eligible at
@@ -256,10 +258,19 @@ def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise
         raise click.ClickException("no text pool found (../shared/data or fixtures/)")
     train, test = split_pool(pool)
     name = nd.name
-    recs = synth_records(n, pairs_per_contributor, rule_seed, community_seed, train, gamma=gamma, noise=noise,
-                         lexicon_texts=pool, community=name)
     store = nd.open_store()
     try:
+        rule_features = None
+        if rule_space != "text":
+            from cairn.federate import FEATURIZERS
+            from node.features import featurizer_from_config
+
+            rule_features = CachedFeatures(featurizer_from_config(FEATURIZERS[rule_space]), store)
+        recs = synth_records(n, pairs_per_contributor, rule_seed, community_seed, train, gamma=gamma, noise=noise,
+                             lexicon_texts=pool, community=name, featurizer=rule_features)
+        held = synth_records(max(1, test_pairs // 4), 4, rule_seed, community_seed, test, gamma=gamma, noise=noise,
+                             label="rule", lexicon_texts=pool, community=f"{name}-test", sample_seed=1,
+                             featurizer=rule_features) if test_out else []
         added = 0
         with store.transaction():
             for r in recs:
@@ -268,10 +279,19 @@ def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise
         store.close()
     click.echo(f"{name}: {n} synthetic contributors, {added} pairs over {len(train)} real prompts")
     if test_out:
-        held = synth_records(max(1, test_pairs // 4), 4, rule_seed, community_seed, test, gamma=gamma, noise=noise,
-                             label="rule", lexicon_texts=pool, community=f"{name}-test", sample_seed=1)
         write_arena(held, test_out)
         click.echo(f"{len(held)} held-out pairs labelled by the planted rule written to {test_out}")
+
+
+class CachedFeatures:
+    """A featurizer reading and filling the node's encrypted embedding cache (texts encoded once)."""
+
+    def __init__(self, featurizer, store):
+        self.featurizer, self.dim = featurizer, featurizer.dim
+        self.cache = store.embedding_cache(featurizer.name)
+
+    def encode(self, texts):
+        return self.featurizer.encode(list(texts), keys=[self.cache.key(t) for t in texts], cache=self.cache)
 
 
 def write_arena(records, path: Path) -> None:
