@@ -183,7 +183,8 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     head.load_state_dict(vector_to_state(global_vec, head))
     model_cfg = {"featurizer": cfg.featurizer, "training": {**asdict(cfg), "rounds_log": None}}
     summary = write_bundle(Path(cfg.out), head, model_cfg, rounds, ledgers, list(infos.values()), cfg.federation_id,
-                           extra_files=query_files, artifacts=query_artifacts, statistics=statistics, policies=policies)
+                           extra_files={**query_files, **policy_files(infos)}, artifacts=query_artifacts,
+                           statistics=statistics, policies=policies)
     return summary
 
 
@@ -225,6 +226,12 @@ def run_query_phase(grid: Grid, nodes: list[int], infos: dict[int, dict], cfg: F
     return files, artifacts, statistics, policies
 
 
+def policy_files(infos: dict[int, dict]) -> dict[str, tuple[bytes, str]]:
+    """Each node's published policy, policies/<node_id>.toml: `cairn audit verify` checks caps against it."""
+    return {f"policies/{i['node_id']}.toml": (str(i["policy_toml"]).encode(), "policy")
+            for i in infos.values() if i.get("policy_toml")}
+
+
 def make_server_app(cfg: FederationConfig) -> ServerApp:
     app = ServerApp()
 
@@ -242,6 +249,7 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     rc = dict(context.run_config)
     known = FederationConfig.__dataclass_fields__
     kwargs = {k.replace("-", "_"): v for k, v in rc.items() if k.replace("-", "_") in known}

@@ -75,6 +75,7 @@ def hello(msg: Message, context: Context) -> Message:
         "delta": policy.delta,
         "epsilon_cap": policy.epsilon_cap,
         "paradigm": f"{policy.dimensions}/{policy.definitions}",
+        "policy_toml": policy.dumps(),  # public: auditors check every ledger entry's policy hash and caps
     }))
 
 

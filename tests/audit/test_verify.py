@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -299,10 +300,28 @@ def test_swapped_node_key_everywhere(federation, bundle):
     assert_caught(res, f"ledger:{a.name}", "signature")
 
 
+def test_published_policies_are_checked(federation, bundle):
+    """Nodes publish their policy (hello); the bundle ships policies/<node_id>.toml and verify checks
+    every entry against it. A raised cap, re-hashed into the manifest, no longer matches the ledger."""
+    _, nodes = federation
+    res = verify_bundle(bundle)
+    assert all(res.check(f"policy:{n.name}").status == PASS for n in nodes), "\n".join(res.summary_lines())
+    pol = bundle / "policies" / f"{nodes[0].node_id}.toml"
+    pol.write_text(pol.read_text().replace("epsilon_cap = 8.0", "epsilon_cap = 80.0"))
+    rehash(bundle)
+    assert_caught(verify_bundle(bundle), f"policy:{nodes[0].name}", "policy_hash")
+
+
 def test_policy_cap_checked_when_policy_given(federation, bundle, tmp_path):
     from privacy.policy import Policy
 
     _, nodes = federation
+    m = load_manifest(bundle)  # a bundle without published policies: the cap is not checkable
+    keep = [f for f in m.files if not f.path.startswith("policies/")]
+    del m.files[:]
+    m.files.extend(keep)
+    save_manifest(bundle, m)
+    shutil.rmtree(bundle / "policies")
     res = verify_bundle(bundle)
     assert res.check(f"policy:{nodes[0].name}").status == SKIP
     assert res.ok
@@ -321,3 +340,18 @@ def test_policy_cap_checked_when_policy_given(federation, bundle, tmp_path):
 def test_not_a_bundle(tmp_path):
     r = CliRunner().invoke(cli, ["audit", "verify", str(tmp_path)])
     assert r.exit_code == 1 and "FAIL manifest" in r.output and "not a Cairn bundle" in r.output
+
+
+def test_discrete_gaussian_claim_confirmed_on_the_fine_grid():
+    """A battle-count query's event, where the auditor's fast coarse grid is ~2% looser than the
+    node's fine PLD: the claim must be confirmed on the fine grid, not called under-reported."""
+    from privacy.accountant import epsilon_of
+    from privacy.audit import FINE_DISCRETIZATION_INTERVAL
+    from privacy.events import DiscreteGaussianEvent, SelfComposedEvent
+
+    ev = SelfComposedEvent(DiscreteGaussianEvent(217.875, 8), 40)
+    claim = epsilon_of([ev], 1e-6).epsilon
+    coarse = min(recompute_epsilons([ev.to_proto()], 1e-6)[0])
+    fine = min(recompute_epsilons([ev.to_proto()], 1e-6, FINE_DISCRETIZATION_INTERVAL)[0])
+    assert coarse >= fine  # both pessimistic; the coarser grid is the looser bound
+    assert fine == pytest.approx(claim, rel=1e-3)
