@@ -64,7 +64,7 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
         res = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
         if res.exit_code != 0:
             raise click.ClickException(f"cairn {' '.join(map(str, args))} failed:\n{res.output}")
-        return res.output
+        return res.stdout  # stderr (progress bars) stays out of parsed output
 
     t0 = time.time()
     data = shared_data_dir()
@@ -89,7 +89,7 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
         cairn("node", "init", out / name, "--name", name)
         if name != "qa-feedback":
             nd = NodeDir(out / name)
-            replace(nd.policy(), min_contributors=3, allowed_releases=stats_only).save(nd.policy_path)
+            replace(nd.policy(), min_contributors=3, allowed_releases=stats_only, max_query_epsilon=2.0).save(nd.policy_path)
         cairn("node", "import", out / name, path, *extra, *consent)
         st = json.loads(cairn("node", "status", out / name, "--json"))
         click.echo(f"{name}: {st['conversations']} conversations, feedback {st['feedback']}, "
@@ -101,6 +101,7 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
                f"{st['contributors']['withdrawn']} withdrawn (their text is gone from the store file)")
 
     _title(f"2. Three communities of {contributors} synthetic contributors (planted preferences over real text)")
+    click.echo(f"(each node encodes the shipped texts once with {features} features, cached encrypted in its store)")
     synthetic = []
     for i in (1, 2, 3):
         name = f"community-{i}"
@@ -116,7 +117,8 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     cfg = FederationConfig(out=str(out / "bundle"), rounds=rounds, featurizer=FEATURIZERS[features], secagg=True,
                            epsilon=8.0, federation_id=f"demo-{int(time.time())}",
                            queries=["battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback"],
-                           query_epsilon=1.0, query_bounds={"battle_counts": [40, 8]}, query_models=DEMO_MODELS)
+                           query_epsilon=2.0, query_bounds={"battle_counts": [12, 4]}, query_models=DEMO_MODELS)
+    click.echo("(Flower Simulation Engine: six virtual SuperNodes; a few minutes on two cores)")
     summary = run_simulation_federation(nodes, cfg)
     rounds_log = json.loads((out / "bundle" / "rounds.json").read_text())
     for r in rounds_log:
@@ -133,6 +135,8 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
         click.echo(f"{n['name']}: epsilon {n['epsilon']:.3f} at delta {n['delta']:g} ({n['accountant'] or 'nothing released'})")
     _title("5. DP leaderboard (Bradley-Terry over noised battle counts, 95% intervals include the DP noise)")
     click.echo(cairn("leaderboard", out / "bundle").rstrip())
+    click.echo("(16 evaluators and 3 annotators are few people: under user-level DP most model pairs stay below\n"
+               " the noise threshold; bench/leaderboard.py shows Kendall tau 0.96 at epsilon 8 with 6,000 contributors)")
     _title("6. An auditor verifies the bundle, trusting nobody")
     res = CliRunner().invoke(cli, ["audit", "verify", str(out / "bundle")], catch_exceptions=False)
     lines = res.output.rstrip().splitlines()
