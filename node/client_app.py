@@ -26,13 +26,13 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from node.features import featurizer_from_config
 from node.node_dir import NodeDir
 from node.releases import open_gate
 from node.training import (
     TrainingRefused,
     TrainRequest,
     contributor_data,
-    featurizer_for,
     load_plan,
     local_update,
     make_plan,
@@ -89,13 +89,13 @@ def train(msg: Message, context: Context) -> Message:
     try:
         policy = nd.policy()
         gate = open_gate(nd, store)
-        featurizer = featurizer_for(json.loads(cfg["featurizer"]))
+        featurizer = featurizer_from_config(json.loads(cfg["featurizer"]))
         data = contributor_data(store, policy, featurizer, request.max_pairs_per_contributor)
         plan = load_plan(store, request.federation_id)
         if plan is None:
             plan = make_plan(policy, request, data.n_contributors, gate.spent_epsilon())
             save_plan(store, plan)
-        update, info = local_update(json.loads(cfg["head"]), featurizer.config(), global_vec, data, plan)
+        update, info = local_update(json.loads(cfg["head"]), global_vec, data, plan)
         update = update.astype(np.float32)
         rel = gate.release(
             "train",

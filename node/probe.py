@@ -146,13 +146,14 @@ def run_probe(base: ContributorTensors, cfg: ProbeConfig, source: str = "synthet
 def node_base(node_dir, featurizer_cfg: dict | None = None, max_pairs: int = 8) -> tuple[ContributorTensors, float]:
     """A shadow copy of a node's eligible training data (in memory) and the node's delta."""
     from node.node_dir import NodeDir
-    from node.training import contributor_data, featurizer_for
+    from node.features import featurizer_from_config
+    from node.training import contributor_data
 
     nd = NodeDir(node_dir)
     policy = nd.policy()
     store = nd.open_store()
     try:
-        feat = featurizer_for(featurizer_cfg or {"name": "hashed-ngram", "dim": 384})
+        feat = featurizer_from_config(featurizer_cfg or {"name": "hashed-ngram", "dim": 384})
         data = contributor_data(store, policy, feat, max_pairs)
     finally:
         store.close()

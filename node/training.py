@@ -19,7 +19,6 @@ import numpy as np
 
 from node.consent import eligible_contributors
 from node.dp_training import DEFAULTS, build_contributor_tensors, train_dp
-from node.features import featurizer_from_config
 from node.pairs import pairs_from_records
 from node.reward_model import head_from_config, state_to_vector, vector_to_state
 from privacy.accountant import noise_multiplier_for
@@ -122,7 +121,7 @@ def save_plan(store, plan: TrainPlan) -> None:
         store.meta_set(f"train-plan:{plan.federation_id}", json.dumps(asdict(plan)))
 
 
-def local_update(head_arch: dict, featurizer_cfg: dict, global_vec: np.ndarray, data, plan: TrainPlan) -> tuple[np.ndarray, dict]:
+def local_update(head_arch: dict, global_vec: np.ndarray, data, plan: TrainPlan) -> tuple[np.ndarray, dict]:
     """Run one round of user-level DP-SGD from the global model; returns (update, training info)."""
     head = head_from_config(head_arch)
     head.load_state_dict(vector_to_state(global_vec, head))
@@ -136,7 +135,3 @@ def local_update(head_arch: dict, featurizer_cfg: dict, global_vec: np.ndarray, 
         lr=plan.lr,
     )
     return state_to_vector(head) - global_vec, res.to_dict()
-
-
-def featurizer_for(cfg: dict):
-    return featurizer_from_config(cfg)
