@@ -49,6 +49,12 @@ def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True, wr
     if quiet:
         for name in ("flwr", "ray"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    progress = logging.getLogger("cairn.coordinator")  # round-by-round progress on the terminal
+    if not progress.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("  coordinator: %(message)s"))
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
     run_simulation(
         server_app=server,
         client_app=client_app,

@@ -142,8 +142,9 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
         reps = _send(grid, "train", nodes, content, f"round-{r}", cfg.timeout)
         ok = {n: rep for n, rep in reps.items() if rep.content["status"]["ok"]}
         refused = {infos[n]["node_id"]: str(rep.content["status"]["refused"]) for n, rep in reps.items() if n not in ok}
+        names = {i["node_id"]: i["name"] for i in infos.values()}
         for nid, why in refused.items():
-            log.warning("round %d: node %s refused: %s", r, nid[:12], why)
+            log.warning("round %d: %s (%s) refused: %s", r, names[nid], nid[:12], why)
         contributed: list[int] = []
         if cfg.secagg and len(ok) >= 2:
             try:
