@@ -36,15 +36,16 @@ _COLORS = {PASS: "#1a7f37", FAIL: "#c62828", WARN: "#b26a00", SKIP: "#666"}
 
 
 def plot_epsilon_over_rounds(result: AuditResult) -> bytes:
-    """PNG: per node, claimed (solid) and recomputed (dashed, x) cumulative epsilon after each
-    ledger entry, labelled by round; caps where known."""
+    """PNG: per node, claimed (solid) and recomputed (dashed, x) cumulative epsilon after each of
+    its ledger entries (nodes release different things, so the x axis is each node's own release
+    count); caps where known."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
-    labels: list[str] = []
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    most = 0
     for i, n in enumerate(result.nodes):
         color = f"C{i % 10}"
         xs = list(range(1, len(n.entries) + 1))
@@ -54,15 +55,14 @@ def plot_epsilon_over_rounds(result: AuditResult) -> bytes:
             ax.plot([0, *xs], [0.0, *rec], "--x", color=color, alpha=0.8, label=f"{n.name} recomputed")
         if n.epsilon_cap is not None:
             ax.axhline(n.epsilon_cap, color=color, linestyle=":", linewidth=1, label=f"{n.name} cap {n.epsilon_cap:g}")
-        if len(n.entries) > len(labels):
-            labels = [e.round_id.rsplit("/", 1)[-1] or f"#{e.seq}" for e in n.entries]
-    ax.set_xticks(range(len(labels) + 1))
-    ax.set_xticklabels(["start", *labels], rotation=20, fontsize=8)
-    ax.set_xlabel("release (ledger entry, by round)")
+        most = max(most, len(n.entries))
+    ax.set_xticks(range(most + 1))
+    ax.set_xticklabels(["start", *map(str, range(1, most + 1))], fontsize=8)
+    ax.set_xlabel("releases so far in the node's ledger (training rounds, queries)")
     ax.set_ylabel("cumulative epsilon")
     ax.set_title("Epsilon per node over the rounds: claimed vs independently recomputed")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
