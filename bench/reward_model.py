@@ -119,8 +119,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only non-private and federated DP at epsilon 8")
     ap.add_argument("--flower", action="store_true", help="also time rounds in the Flower Simulation Engine")
     ap.add_argument("--deployment", action="store_true", help="also time rounds in the loopback Deployment Engine")
+    ap.add_argument("--timing-only", action="store_true", help="only the per-round wall times (--flower/--deployment)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
+    if a.timing_only:
+        print_round_times(simulation=a.flower, deployment=a.deployment)
+        return
 
     t0 = time.time()
     pool = load_text_pool()
