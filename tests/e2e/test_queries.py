@@ -16,7 +16,10 @@ CANARY = "CANARY-77d1-query-lichen"
 
 
 def test_query_federation_bundle_lineage_and_budget_cap(tmp_path):
-    nodes = [make_community(tmp_path / f"n{i}", f"community-{i}", i, canary=f"{CANARY}-{i}") for i in range(2)]
+    # 100 contributors each, so that the pooled pair total (200) stays far above the leaderboard's
+    # noise threshold (1.645 noise sd of the total, ~40 here): dropped by chance with p < 1e-10
+    nodes = [make_community(tmp_path / f"n{i}", f"community-{i}", i, n_contributors=100, canary=f"{CANARY}-{i}")
+             for i in range(2)]
     # a third community whose cap is smaller than one query: it refuses, the phase completes
     nodes.append(make_community(tmp_path / "n2", "community-capped", 2, epsilon_cap=0.5))
     grids = []
@@ -39,13 +42,17 @@ def test_query_federation_bundle_lineage_and_budget_cap(tmp_path):
     assert set(battle["answers"]) == {ids["community-0"], ids["community-1"]}
     assert ids["community-capped"] in battle["refused"] and "epsilon_cap" in battle["refused"][ids["community-capped"]]
     pooled = {tuple(c["key"]): c["value"] for c in battle["pooled"]}
-    # 2 x 40 contributors x 4 battles, half won by each side (bounded at 2 per cell): about 160 per side
-    assert abs(pooled[("m-bad", "m-good", "a")] - 80) < 8 * battle["pooled_noise_sd_per_cell"] + 10
+    # 2 x 100 contributors, each with 4 battles that m-good ("b", as m-bad < m-good) always wins, bounded
+    # at one row per contributor and cell: true counts b = 200 and 0 elsewhere; 6 noise sd (p ~ 1e-9)
+    sd = battle["pooled_noise_sd_per_cell"]
+    assert abs(pooled[("m-bad", "m-good", "b")] - 200) < 6 * sd
+    for outcome in ("a", "tie", "both_bad"):
+        assert abs(pooled[("m-bad", "m-good", outcome)]) < 6 * sd
     for a in battle["answers"].values():
         assert a["noise_scale"] > 0 and 0 < a["epsilon"] <= 1.0 and not a["cached"]
 
     board = json.loads((bundle / "leaderboard.json").read_text())
-    assert {m["model"] for m in board["pooled"]["models"]} == {"m-good", "m-bad"}
+    assert [m["model"] for m in board["pooled"]["models"]] == ["m-good", "m-bad"]
     assert all(m["ci_low"] <= m["rating"] <= m["ci_high"] for m in board["pooled"]["models"])
     assert set(board["per_community"]) == {ids["community-0"], ids["community-1"]}
     assert (bundle / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
