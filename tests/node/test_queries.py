@@ -82,9 +82,11 @@ def test_dp_answer_bounds_contributions_is_unbiased_and_noise_scale_matches_spre
     sigma = dp_answer("battle_counts", rows, params, 1.0, 1e-6)["noise_parameter"]
     assert 2 < sigma < 20
     se = sigma / np.sqrt(len(draws))
-    assert np.all(np.abs(draws.mean(axis=0) - exact) < 4.5 * se)  # unbiased
+    assert np.all(np.abs(draws.mean(axis=0) - exact) < 5.5 * se)  # unbiased (fails by chance ~4e-8 per cell)
     sd = draws.std(axis=0)
-    assert np.all(np.abs(sd / sigma - 1) < 0.15)  # reported scale matches the spread (var slightly < sigma^2)
+    # reported scale matches the spread (var slightly < sigma^2); the sample sd's relative sd is
+    # 1/sqrt(800) = 0.035, so 0.2 is a 5.7-sd margin (~1e-8 per cell) that still catches a 25% error
+    assert np.all(np.abs(sd / sigma - 1) < 0.2)
 
 
 def _node(tmp_path, cap=8.0, n=30):
