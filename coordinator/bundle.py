@@ -2,7 +2,10 @@
 
     BUNDLE/
       manifest.json / manifest.pb   BundleManifest (protos/bundle.proto): every file with its SHA-256,
-                                    every node with its ledger key and claims, artifact lineage
+                                    every node with its ledger key and claims, artifact lineage, the
+                                    coordinator's public key
+      manifest.sig                  the coordinator's Ed25519 signature over manifest.pb
+                                    (coordinator/signing.py)
       model/model.safetensors       the reward model (node/reward_model.py format) ...
       model/model.json              ... and its config (featurizer, architecture, training)
       rounds.json                   per round: which nodes' updates were used, with the ledger
@@ -23,7 +26,10 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
+
+from coordinator.signing import public_key_bytes, sign_manifest
 
 from node.reward_model import save_model
 from privacy.ledger import export_to_json
@@ -43,10 +49,13 @@ def sha256_file(path: Path) -> str:
 def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: dict[str, bytes], infos: list[dict],
                  federation_id: str, extra_files: dict[str, tuple[bytes, str]] | None = None,
                  artifacts: dict[str, list[dict]] | None = None, statistics: dict | None = None,
-                 policies: dict[str, dict] | None = None) -> dict:
+                 policies: dict[str, dict] | None = None, signing_key=None) -> dict:
     """Write the bundle. `extra_files` {relpath: (bytes, kind)}; `artifacts` {relpath: [ledger sources]}
     (node_id, ledger_seq, ledger_entry_hash hex) for their lineage; `statistics` and `policies` feed
-    the data card, written into every bundle."""
+    the data card, written into every bundle. `signing_key`: the coordinator's Ed25519 key
+    (coordinator/signing.py) that signs the manifest; None signs with a one-off key, which shows
+    integrity since publication but names no coordinator an auditor could pin."""
+    signing_key = signing_key or Ed25519PrivateKey.generate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kinds: dict[str, str] = {}
@@ -58,7 +67,8 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
     (out / "ledgers").mkdir(exist_ok=True)
     (out / "keys").mkdir(exist_ok=True)
     manifest = bundle_pb2.BundleManifest(
-        format=FORMAT, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), federation_id=federation_id
+        format=FORMAT, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), federation_id=federation_id,
+        coordinator_public_key=public_key_bytes(signing_key),
     )
     by_id = {i["node_id"]: i for i in infos}
     for node_id, data in sorted(ledgers.items()):
@@ -117,14 +127,17 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
     for rel, kind in sorted(kinds.items()):
         p = out / rel
         manifest.files.add(path=rel, sha256=sha256_file(p), size=p.stat().st_size, kind=kind)
-    (out / "manifest.pb").write_bytes(manifest.SerializeToString(deterministic=True))
+    manifest_bytes = manifest.SerializeToString(deterministic=True)
+    (out / "manifest.pb").write_bytes(manifest_bytes)
     (out / "manifest.json").write_text(json_format.MessageToJson(manifest, preserving_proto_field_name=True))
+    (out / "manifest.sig").write_bytes(sign_manifest(manifest_bytes, signing_key))
     return {
         "bundle": str(out),
         "federation_id": federation_id,
         "nodes": [{"node_id": n.node_id, "name": n.name, "epsilon": n.claimed_epsilon, "delta": n.delta, "accountant": n.accountant}
                   for n in manifest.nodes],
         "rounds": len(rounds),
+        "coordinator_public_key": public_key_bytes(signing_key).hex(),
     }
 
 

@@ -22,6 +22,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from coordinator.aggregation import aggregate
 from coordinator.bundle import write_bundle
+from coordinator.signing import load_or_create_key, public_key_bytes
 from node.reward_model import RewardHead, state_to_vector, vector_to_state
 from privacy.secure_aggregation import Params, SecAggError, SecAggServer, dequantize_sum
 
@@ -62,12 +63,27 @@ class FederationConfig:
     query_bounds: dict = field(default_factory=dict)  # kind -> [max_partitions, max_rows_per_partition]
     query_secagg: bool = False  # sum answers with SecAgg+ (then no per-community leaderboards)
     leaderboard_replicates: int = 200
+    # The coordinator's Ed25519 key file (coordinator/signing.py) that signs the bundle's manifest;
+    # created (0600) when missing. "" signs with a one-off key that no auditor can pin.
+    coordinator_key: str = ""
 
     def __post_init__(self):
         if not self.federation_id:
             self.federation_id = f"fed-{int(time.time())}"
         if self.secagg and self.aggregation != "fedavg":
             raise ValueError("robust aggregation needs each update in the clear: it cannot run with secure aggregation")
+
+
+def coordinator_signing_key(cfg: FederationConfig):
+    """The key that signs the manifest: cfg.coordinator_key (created when missing), or None (one-off)."""
+    if not cfg.coordinator_key:
+        log.info("manifest signed with a one-off key: pass a coordinator key so auditors can pin it")
+        return None
+    key, created = load_or_create_key(cfg.coordinator_key)
+    if created:
+        log.info("created coordinator key %s; publish its public key %s so auditors can pin it",
+                 cfg.coordinator_key, public_key_bytes(key).hex())
+    return key
 
 
 def _send(grid: Grid, kind: str, nodes: list[int], contents: dict[int, RecordDict], group: str, timeout) -> dict[int, Message]:
@@ -119,6 +135,7 @@ def secure_sum(grid: Grid, nodes: list[int], cfg: FederationConfig, dim: int, gr
 
 
 def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
+    signing_key = coordinator_signing_key(cfg)  # a bad key file fails here, before any node spends budget
     nodes = wait_for_nodes(grid, cfg.min_nodes, cfg.wait_seconds)
     if len(nodes) < cfg.min_nodes:
         raise RuntimeError(f"only {len(nodes)} nodes connected; {cfg.min_nodes} required")
@@ -182,10 +199,11 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     ledgers_rep = _send(grid, "query.ledger", nodes, {n: RecordDict() for n in nodes}, "ledger", cfg.timeout)
     ledgers = {infos[n]["node_id"]: bytes(rep.content["ledger"]["export"]) for n, rep in ledgers_rep.items()}
     head.load_state_dict(vector_to_state(global_vec, head))
-    model_cfg = {"featurizer": cfg.featurizer, "training": {**asdict(cfg), "rounds_log": None}}
+    training = {k: v for k, v in asdict(cfg).items() if k != "coordinator_key"}
+    model_cfg = {"featurizer": cfg.featurizer, "training": {**training, "rounds_log": None}}
     summary = write_bundle(Path(cfg.out), head, model_cfg, rounds, ledgers, list(infos.values()), cfg.federation_id,
                            extra_files={**query_files, **policy_files(infos)}, artifacts=query_artifacts,
-                           statistics=statistics, policies=policies)
+                           statistics=statistics, policies=policies, signing_key=signing_key)
     return summary
 
 
