@@ -1,8 +1,9 @@
 """`cairn audit ...`: the auditor. Verify a release bundle, report it, probe DP-SGD empirically.
 
     cairn audit verify BUNDLE [--json] [--policy NODE=FILE ...] [--strict]
+                       [--coordinator-key HEX|FILE] [--trust-node NODE_ID ...]
         exit 0 only if every check holds; each failure is named (FAIL <check>: <what changed>)
-    cairn audit report BUNDLE --out report.html
+    cairn audit report BUNDLE --out report.html [same pinning options]
         one self-contained page (plot, mechanisms, assumptions, results); exit 1 if not verified
     cairn audit probe (--synthetic | --node-dir DIR) --epsilon E [...]
         one-run empirical lower bound on epsilon (Steinke, Nasr & Jagielski 2023) beside the claim
@@ -34,6 +35,39 @@ def _policies(items) -> dict:
     return out
 
 
+def _coordinator_key(value: str | None) -> bytes | None:
+    """--coordinator-key: 64 hex digits, or a file holding them (the coordinator's KEY.pub)."""
+    if not value:
+        return None
+    text = Path(value).read_text(encoding="utf-8").strip() if Path(value).is_file() else value.strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise click.BadParameter(f"{value!r} is neither 64 hex digits (a raw Ed25519 key) nor a file holding them",
+                                 param_hint="--coordinator-key")
+    return key
+
+
+def _trusted(values) -> set[str] | None:
+    if not values:
+        return None
+    bad = [v for v in values if len(v) != 64 or any(c not in "0123456789abcdef" for c in v)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not a node id (64 lower-case hex digits, `cairn node status --json`)",
+                                 param_hint="--trust-node")
+    return set(values)
+
+
+def pinning_options(f):
+    f = click.option("--trust-node", "trust_nodes", multiple=True, metavar="NODE_ID",
+                     help="A node id you trust (SHA-256 of its ledger key, published by its community); every node "
+                          "in the bundle must be one of them. Repeatable.")(f)
+    return click.option("--coordinator-key", default=None, metavar="HEX|FILE",
+                        help="The coordinator's published Ed25519 key: the manifest must be signed by it.")(f)
+
+
 @click.group()
 def audit() -> None:
     """Verify a release bundle without trusting anybody."""
@@ -45,12 +79,14 @@ def audit() -> None:
 @click.option("--policy", "policy", multiple=True, metavar="NODE=FILE",
               help="A community's policy.toml (by node id or name), to check its cap. Repeatable.")
 @click.option("--strict", is_flag=True, help="Checks that cannot be made (SKIP) fail.")
-def verify(bundle: Path, as_json: bool, policy, strict: bool) -> None:
+@pinning_options
+def verify(bundle: Path, as_json: bool, policy, strict: bool, coordinator_key, trust_nodes) -> None:
     """Verify BUNDLE: hashes, keys, signatures, chains, lineage, caps, independent epsilon."""
     from privacy.audit import verify_bundle
 
     _quiet_absl()
-    res = verify_bundle(bundle, policies=_policies(policy), strict=strict)
+    res = verify_bundle(bundle, policies=_policies(policy), strict=strict, coordinator_key=_coordinator_key(coordinator_key),
+                        trusted_nodes=_trusted(trust_nodes))
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))
     else:
@@ -66,13 +102,15 @@ def verify(bundle: Path, as_json: bool, policy, strict: bool) -> None:
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
 @click.option("--policy", "policy", multiple=True, metavar="NODE=FILE")
-def report(bundle: Path, out: Path, policy) -> None:
+@pinning_options
+def report(bundle: Path, out: Path, policy, coordinator_key, trust_nodes) -> None:
     """Write a self-contained HTML audit report of BUNDLE."""
     from privacy.audit import verify_bundle
     from privacy.audit_report import render_audit_html
 
     _quiet_absl()
-    res = verify_bundle(bundle, policies=_policies(policy))
+    res = verify_bundle(bundle, policies=_policies(policy), coordinator_key=_coordinator_key(coordinator_key),
+                        trusted_nodes=_trusted(trust_nodes))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_audit_html(res, bundle), encoding="utf-8")
     click.echo(f"{'VERIFIED' if res.ok else 'NOT VERIFIED'}: report written to {out}")

@@ -6,6 +6,15 @@ precise message. The bundle verifies when no check FAILs (`AuditResult.ok`).
 Checks, and what each one catches:
 
   manifest               manifest.pb parses, has the known format, and manifest.json says the same
+  signature:manifest     manifest.sig is the Ed25519 signature (RFC 8032) over manifest.pb by the
+                         coordinator key the manifest names; when the auditor pins the coordinator's
+                         published key (`coordinator_key`), it must be that key (a bundle altered and
+                         re-hashed by anyone but the coordinator). Unpinned, a valid signature is a
+                         WARN: it shows integrity since signing, not who signed
+  nodes:trusted          when the auditor pins the node ids it trusts (`trusted_nodes`, node id =
+                         SHA-256 of the community's ledger key, `cairn node status --json`): every node
+                         in the bundle is one of them (a node fabricated with a fresh key), and a pinned
+                         node missing from the bundle is a WARN
   file:<path>            every listed file exists with the listed SHA-256 and size (a replaced model,
                          a flipped byte in any listed file); unlisted files are a WARN
   key:<node>             the node's key in the manifest, in keys/<node_id>.ed25519 and in its ledger
@@ -365,6 +374,51 @@ def _load_manifest(root: Path, res: AuditResult) -> bundle_pb2.BundleManifest | 
     return manifest
 
 
+def _check_signature(root: Path, manifest, res: AuditResult, pinned: bytes | None) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key, sig_path = bytes(manifest.coordinator_public_key), root / "manifest.sig"
+    if pinned is not None and len(pinned) != 32:
+        raise ValueError(f"the pinned coordinator key is {len(pinned)} bytes, not a raw Ed25519 key (32)")
+    if not sig_path.is_file():
+        problem = "manifest.sig is missing: the manifest is unsigned"
+    elif len(key) != 32:
+        problem = f"the manifest's coordinator_public_key is {len(key)} bytes, not a raw Ed25519 key"
+    else:
+        try:
+            Ed25519PublicKey.from_public_bytes(key).verify(sig_path.read_bytes(), (root / "manifest.pb").read_bytes())
+            problem = None
+        except InvalidSignature:
+            problem = (f"manifest.sig is not coordinator key {_short(key)}'s signature over manifest.pb: the manifest "
+                       "was changed after it was signed")
+    if problem is None and pinned is not None and key != pinned:
+        problem = (f"the manifest is signed by coordinator key {_short(key)}, not the key you pinned {_short(pinned)}: "
+                   "another party re-signed the bundle")
+    if problem:
+        res.checks.append(Check("signature:manifest", FAIL, problem))
+    elif pinned is not None:
+        res.checks.append(Check("signature:manifest", PASS, f"signed by the coordinator key you pinned, {_short(key)}"))
+    else:
+        res.checks.append(Check("signature:manifest", WARN, (
+            f"signed by coordinator key {_short(key)}, which you did not pin: this shows the bundle is unchanged since "
+            "it was signed, not who signed it (pin the coordinator's published key with --coordinator-key)")))
+
+
+def _check_trust(manifest, res: AuditResult, trusted: set[str]) -> None:
+    present = {n.node_id: _node_label(n) for n in manifest.nodes}
+    unknown = [f"node {label} ({_short(nid)}) is not one you trust: its key was not pinned"
+               for nid, label in sorted(present.items()) if nid not in trusted]
+    missing = sorted(t for t in trusted if t not in present)
+    if unknown:
+        res.checks.append(Check("nodes:trusted", FAIL, f"{len(unknown)} unpinned node(s): {unknown[0]}", problems=unknown))
+    elif missing:
+        res.checks.append(Check("nodes:trusted", WARN, f"{len(missing)} pinned node(s) took no part: "
+                                + ", ".join(_short(m) for m in missing), problems=missing))
+    else:
+        res.checks.append(Check("nodes:trusted", PASS, f"all {len(present)} node(s) are among the {len(trusted)} you pinned"))
+
+
 def _check_files(root: Path, manifest, res: AuditResult) -> None:
     from hashlib import sha256
 
@@ -391,7 +445,7 @@ def _check_files(root: Path, manifest, res: AuditResult) -> None:
             res.checks.append(Check(name, PASS, f"{f.kind}, {f.size} bytes, SHA-256 {digest[:16]}..."))
     unlisted = sorted(str(p.relative_to(root)) for p in root.rglob("*")
                       if p.is_file() and str(p.relative_to(root)) not in listed
-                      and p.name not in ("manifest.pb", "manifest.json"))
+                      and str(p.relative_to(root)) not in ("manifest.pb", "manifest.json", "manifest.sig"))
     if unlisted:
         res.checks.append(Check("files:unlisted", WARN, f"{len(unlisted)} file(s) in the bundle are not in the manifest "
                                 "(not covered by any hash)", problems=unlisted))
@@ -691,10 +745,12 @@ def _check_rounds(root: Path, manifest, idx, nodes_by_id, res: AuditResult) -> N
                              f"{len(rounds)} round(s), {n} contribution(s), each accounted by a ledger entry"), None, probs))
 
 
-def verify_bundle(path, *, policies: dict | None = None, strict: bool = False) -> AuditResult:
+def verify_bundle(path, *, policies: dict | None = None, strict: bool = False, coordinator_key: bytes | None = None,
+                  trusted_nodes: set[str] | None = None) -> AuditResult:
     """Verify the bundle at `path`. `policies`: {node_id or name: policy.toml path} the auditor
     obtained elsewhere (bundle files policies/<node_id>.toml are used when present).
-    `strict`: checks that cannot be made (SKIP) fail instead."""
+    `strict`: checks that cannot be made (SKIP) fail instead. `coordinator_key`: the coordinator's
+    published raw Ed25519 key, pinned. `trusted_nodes`: the node ids the auditor trusts, pinned."""
     import time
 
     t0 = time.perf_counter()
@@ -704,6 +760,9 @@ def verify_bundle(path, *, policies: dict | None = None, strict: bool = False) -
     if manifest is None:
         res.seconds = time.perf_counter() - t0
         return res
+    _check_signature(root, manifest, res, coordinator_key)
+    if trusted_nodes is not None:
+        _check_trust(manifest, res, set(trusted_nodes))
     _check_files(root, manifest, res)
     exports = {}
     if not manifest.nodes:

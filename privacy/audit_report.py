@@ -26,6 +26,9 @@ AUDIT_ASSUMPTIONS = [
     "mechanism its signed ledger describes; the empirical probe (cairn audit probe) tests that for DP-SGD.",
     "Signatures prove that an entry came from the holder of the node's Ed25519 key; the hash chain and the "
     "head pinned in the manifest prove that no entry was altered, dropped, reordered or inserted since.",
+    "The coordinator's signature on the manifest names who published the bundle only when the auditor pinned "
+    "the coordinator's published key; it cannot make the coordinator honest (the ledgers, lineage and recomputed "
+    "epsilons stand against that). The node ids are the communities' only when the auditor pinned them too.",
     "Each community's epsilon cap is checkable only against its policy text (each entry carries the policy's "
     "hash); without it the cap check is marked SKIP.",
     "Guarantees are per community. A person who contributes to several communities is protected by each "

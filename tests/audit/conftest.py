@@ -6,11 +6,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
 
 from protos import bundle_pb2
 
 logging.getLogger("absl").setLevel(logging.ERROR)
+
+# The coordinator's signing key (coordinator/signing.py). The tamper tests play a DISHONEST
+# COORDINATOR, who holds this key and re-signs what it changed; a third party does not.
+COORDINATOR_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+COORDINATOR_PUB = COORDINATOR_KEY.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +35,11 @@ def federation(tmp_path_factory):
         return Path(reuse) / "bundle", [NodeDir(Path(reuse) / f"n{i}") for i in range(3)]
     root = tmp_path_factory.mktemp("audit-fed")
     nodes = [make_community(root / f"n{i}", f"community-{i}", i, n_contributors=30, pairs_each=2) for i in range(3)]
+    key_file = root / "coordinator.key"
+    key_file.write_bytes(COORDINATOR_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
     cfg = FederationConfig(out=str(root / "bundle"), rounds=2, local_steps=5, featurizer={"name": "hashed-ngram", "dim": 384},
-                           secagg=True, federation_id="fed-audit")
+                           secagg=True, federation_id="fed-audit", coordinator_key=str(key_file))
     summary = run_simulation_federation([n.path for n in nodes], cfg)
     # every node must have trained and handed over its ledger; a federation that lost nodes (e.g. Ray
     # killed workers for memory) is an environment failure, not something these tests can audit
@@ -50,16 +60,21 @@ def load_manifest(bundle: Path) -> bundle_pb2.BundleManifest:
     return bundle_pb2.BundleManifest.FromString((bundle / "manifest.pb").read_bytes())
 
 
-def save_manifest(bundle: Path, manifest: bundle_pb2.BundleManifest) -> None:
-    (bundle / "manifest.pb").write_bytes(manifest.SerializeToString(deterministic=True))
+def save_manifest(bundle: Path, manifest: bundle_pb2.BundleManifest, key: Ed25519PrivateKey | None = COORDINATOR_KEY) -> None:
+    """Write the manifest and sign it with `key` (None: leave the old signature, as a third party must)."""
+    data = manifest.SerializeToString(deterministic=True)
+    (bundle / "manifest.pb").write_bytes(data)
     (bundle / "manifest.json").write_text(json_format.MessageToJson(manifest, preserving_proto_field_name=True))
+    if key is not None:
+        (bundle / "manifest.sig").write_bytes(key.sign(data))
 
 
-def rehash(bundle: Path) -> None:
+def rehash(bundle: Path, key: Ed25519PrivateKey | None = COORDINATOR_KEY) -> None:
     """What a dishonest coordinator does after tampering: re-publish the manifest with the new files'
-    hashes, so that only the deeper checks (signatures, chains, pinned heads, lineage, epsilon) can tell."""
+    hashes and sign it, so that only the deeper checks (signatures, chains, pinned heads, lineage,
+    epsilon) can tell. With key=None, what a third party can do: re-hash, but not re-sign."""
     m = load_manifest(bundle)
     for f in m.files:
         data = (bundle / f.path).read_bytes()
         f.sha256, f.size = hashlib.sha256(data).hexdigest(), len(data)
-    save_manifest(bundle, m)
+    save_manifest(bundle, m, key)

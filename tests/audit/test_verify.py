@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 
 from cairn.cli import cli
-from privacy.audit import FAIL, PASS, SKIP, recompute_epsilons, verify_bundle
+from privacy.audit import FAIL, PASS, SKIP, WARN, recompute_epsilons, verify_bundle
 from privacy.ledger import GENESIS_PREV_HASH, entry_hash_of, export_to_json, load_export
 from protos import ledger_pb2
-from tests.audit.conftest import load_manifest, rehash, save_manifest
+from tests.audit.conftest import COORDINATOR_PUB, load_manifest, rehash, save_manifest
 
 
 def ledger_paths(bundle: Path) -> list[Path]:
@@ -335,6 +335,69 @@ def test_policy_cap_checked_when_policy_given(federation, bundle, tmp_path):
     assert_caught(res, f"policy:{nodes[0].name}", "exceeds the cap 2", "policy_hash")
     r = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--policy", f"{nodes[0].name}={tight}"])
     assert r.exit_code == 1 and f"FAIL policy:{nodes[0].name}" in r.output
+
+
+# --- the coordinator's signature and pinned identities --------------------------------------------------
+
+
+def test_pinned_coordinator_key_and_trusted_nodes_verify(federation, tmp_path):
+    bundle, nodes = federation
+    res = verify_bundle(bundle)  # unpinned: the signature holds, but says nothing about who signed
+    assert res.ok and res.check("signature:manifest").status == WARN and "did not pin" in res.check("signature:manifest").message
+    assert res.check("nodes:trusted") is None
+    res = verify_bundle(bundle, coordinator_key=COORDINATOR_PUB, trusted_nodes={n.node_id for n in nodes})
+    assert res.ok, "\n".join(res.summary_lines())
+    assert res.check("signature:manifest").status == PASS and res.check("nodes:trusted").status == PASS
+    # from the CLI, the key as hex or as the KEY.pub file `cairn federate --coordinator-key` writes
+    pub = tmp_path / "coordinator.key.pub"
+    pub.write_text(COORDINATOR_PUB.hex() + "\n")
+    trust = [a for n in nodes for a in ("--trust-node", n.node_id)]
+    for key in (COORDINATOR_PUB.hex(), str(pub)):
+        r = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--coordinator-key", key, *trust])
+        assert r.exit_code == 0 and "PASS signature:manifest" in r.output and "PASS nodes:trusted" in r.output, r.output
+    r = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--coordinator-key", "abc"])
+    assert r.exit_code == 2 and "--coordinator-key" in r.output
+    r = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--trust-node", "community-0"])
+    assert r.exit_code == 2 and "not a node id" in r.output
+
+
+def test_third_party_replaces_model_and_rehashes(bundle):
+    """A mirror swaps the model and re-publishes the manifest's hashes: it cannot re-sign."""
+    p = bundle / "model" / "model.safetensors"
+    p.write_bytes(p.read_bytes()[:-100] + bytes(100))
+    rehash(bundle, key=None)
+    res = verify_bundle(bundle)
+    assert res.check("file:model/model.safetensors").status == PASS  # the hashes alone no longer tell
+    assert_caught(res, "signature:manifest", "changed after it was signed")
+
+
+def test_bundle_resigned_with_another_key(bundle):
+    """Someone re-publishes the bundle under their own key: only a pinned coordinator key tells."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other = Ed25519PrivateKey.generate()
+    m = load_manifest(bundle)
+    m.coordinator_public_key = other.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    save_manifest(bundle, m, key=other)
+    assert verify_bundle(bundle).ok  # self-consistent: an unpinned key proves nothing about who signed
+    assert_caught(verify_bundle(bundle, coordinator_key=COORDINATOR_PUB), "signature:manifest", "not the key you pinned")
+
+
+def test_unsigned_manifest(bundle):
+    (bundle / "manifest.sig").unlink()
+    assert_caught(verify_bundle(bundle), "signature:manifest", "manifest.sig is missing")
+
+
+def test_fabricated_node_caught_by_trusted_node_ids(federation, bundle):
+    """A coordinator could invent a whole community (fresh key, consistent ledger). Pinning the node
+    ids the communities published exposes it; a pinned community that took no part is a WARN."""
+    _, nodes = federation
+    trusted = {n.node_id for n in nodes[1:]}
+    assert_caught(verify_bundle(bundle, trusted_nodes=trusted), "nodes:trusted", nodes[0].name, "is not one you trust")
+    absent = "ab" * 32
+    res = verify_bundle(bundle, trusted_nodes={n.node_id for n in nodes} | {absent})
+    assert res.ok and res.check("nodes:trusted").status == WARN and absent[:16] in res.check("nodes:trusted").message
 
 
 def test_not_a_bundle(tmp_path):
