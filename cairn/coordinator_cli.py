@@ -30,9 +30,12 @@ def coordinator() -> None:
 @click.option("--secagg/--no-secagg", default=False, show_default=True,
               help="Sum answers with SecAgg+ (then no per-community leaderboards).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+@click.option("--coordinator-key", type=click.Path(path_type=Path), default=None,
+              help="The coordinator's Ed25519 key (PEM) that signs the bundle's manifest; created when missing, "
+                   "its public key beside it in KEY.pub. Default: a one-off key auditors cannot pin.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def query(node_dirs, queries, epsilon, models, languages, dimensions, secagg, out, as_json) -> None:
+def query(node_dirs, queries, epsilon, models, languages, dimensions, secagg, out, coordinator_key, as_json) -> None:
     """Run DP aggregate queries (no training) over node directories and write a bundle with
     statistics.json, leaderboard.json/.png (for battle_counts) and datacard.md."""
     from cairn.federate import run_simulation_federation
@@ -41,7 +44,7 @@ def query(node_dirs, queries, epsilon, models, languages, dimensions, secagg, ou
     cfg = FederationConfig(out=str(out), rounds=0, featurizer={"name": "hashed-ngram", "dim": 384},
                            queries=list(queries), query_epsilon=epsilon, query_models=list(models) or None,
                            query_languages=list(languages) or None, query_dimensions=list(dimensions) or None,
-                           query_secagg=secagg)
+                           query_secagg=secagg, coordinator_key=str(coordinator_key or ""))
     summary = run_simulation_federation(list(node_dirs), cfg)
     stats = json.loads((Path(summary["bundle"]) / "statistics.json").read_text())
     if as_json:

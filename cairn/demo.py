@@ -117,7 +117,8 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     cfg = FederationConfig(out=str(out / "bundle"), rounds=rounds, featurizer=FEATURIZERS[features], secagg=True,
                            epsilon=8.0, federation_id=f"demo-{int(time.time())}",
                            queries=["battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback"],
-                           query_epsilon=2.0, query_bounds={"battle_counts": [12, 4]}, query_models=DEMO_MODELS)
+                           query_epsilon=2.0, query_bounds={"battle_counts": [12, 4]}, query_models=DEMO_MODELS,
+                           coordinator_key=str(out / "coordinator" / "coordinator.key"))
     click.echo("(Flower Simulation Engine: six virtual SuperNodes; a few minutes on two cores)")
     summary = run_simulation_federation(nodes, cfg)
     rounds_log = json.loads((out / "bundle" / "rounds.json").read_text())
@@ -138,12 +139,18 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     click.echo("(16 evaluators and 3 annotators are few people: under user-level DP most model pairs stay below\n"
                " the noise threshold; bench/leaderboard.py shows Kendall tau 0.96 at epsilon 8 with 6,000 contributors)")
     _title("6. An auditor verifies the bundle, trusting nobody")
-    res = CliRunner().invoke(cli, ["audit", "verify", str(out / "bundle")], catch_exceptions=False)
+    # what the auditor obtained from the parties themselves: the coordinator's published key and
+    # each community's node id (SHA-256 of its ledger key)
+    pins = ["--coordinator-key", str(out / "coordinator" / "coordinator.key.pub")]
+    for d in nodes:
+        pins += ["--trust-node", NodeDir(d).node_id]
+    click.echo(f"(pinned: the coordinator's key and the {len(nodes)} communities' node ids)")
+    res = CliRunner().invoke(cli, ["audit", "verify", str(out / "bundle"), *pins], catch_exceptions=False)
     lines = res.output.rstrip().splitlines()
     click.echo("\n".join(lines[:3] + ["  ..."] + lines[-3:]) if len(lines) > 8 else res.output.rstrip())
     if res.exit_code != 0:
         raise click.ClickException("the demo bundle did not verify")
-    cairn("audit", "report", out / "bundle", "--out", out / "audit-report.html")
+    cairn("audit", "report", out / "bundle", "--out", out / "audit-report.html", *pins)
     click.echo(f"audit report: {out / 'audit-report.html'}")
     click.echo(f"\nbundle: {out / 'bundle'} (manifest.json lists every file's SHA-256 and every node's ledger)")
     click.echo(f"done in {time.time() - t0:.0f} s")

@@ -37,6 +37,13 @@ def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True, wr
     for d in dirs:
         if not (Path(d) / "node.toml").exists():
             raise click.ClickException(f"{d}: not a Cairn node directory")
+    if getattr(cfg, "coordinator_key", ""):  # a bad key file is named now, not after the federation ran
+        from coordinator.signing import load_or_create_key
+
+        try:
+            load_or_create_key(cfg.coordinator_key)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
     os.environ[NODES_ENV] = json.dumps(dirs)  # Simulation-Engine workers inherit this environment
     cfg.min_nodes = len(dirs)
     result: dict = {}
@@ -84,10 +91,13 @@ def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True, wr
               type=click.Choice(["battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback"]),
               help="DP aggregate query to ask after training (repeatable); feeds statistics and the leaderboard.")
 @click.option("--query-epsilon", default=1.0, show_default=True, help="Epsilon requested per query per node (nodes cap it).")
+@click.option("--coordinator-key", type=click.Path(path_type=Path), default=None,
+              help="The coordinator's Ed25519 key (PEM) that signs the bundle's manifest; created when missing, "
+                   "its public key beside it in KEY.pub. Default: a one-off key auditors cannot pin.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def federate(node_dirs, rounds, out, features, epsilon, local_steps, aggregation, secagg, queries, query_epsilon,
-             as_json) -> None:
+             coordinator_key, as_json) -> None:
     """Run a federation over existing node directories and write a release bundle."""
     from coordinator.server_app import FederationConfig
 
@@ -95,11 +105,13 @@ def federate(node_dirs, rounds, out, features, epsilon, local_steps, aggregation
         raise click.UsageError("robust aggregation needs --no-secagg (it must see each update)")
     cfg = FederationConfig(out=str(out), rounds=rounds, featurizer=FEATURIZERS[features], epsilon=epsilon,
                            local_steps=local_steps, aggregation=aggregation, secagg=secagg and len(node_dirs) >= 2,
-                           queries=list(queries), query_epsilon=query_epsilon)
+                           queries=list(queries), query_epsilon=query_epsilon,
+                           coordinator_key=str(coordinator_key or ""))
     summary = run_simulation_federation(list(node_dirs), cfg)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"bundle written to {summary['bundle']} ({summary['rounds']} rounds)")
+    click.echo(f"bundle written to {summary['bundle']} ({summary['rounds']} rounds), "
+               f"signed by coordinator key {summary['coordinator_public_key']}")
     for n in summary["nodes"]:
         click.echo(f"  {n['name']}: epsilon {n['epsilon']:.3f} at delta {n['delta']:g} ({n['accountant']})")

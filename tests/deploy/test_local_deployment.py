@@ -130,7 +130,9 @@ def test_cairn_federation_two_rounds(deployment, nodes, tmp_path):
     # every exchange costs seconds of Flower polling on loopback (test below, opt-in). epsilon 2 of
     # the nodes' cap of 8 leaves budget for that second run on the same nodes.
     out = tmp_path / "bundle"
-    res = deployment.run(rounds=2, out=out, featurizer=HASHED, local_steps=5, epsilon=2.0, secagg=False, timeout=600)
+    key = tmp_path / "coordinator.key"
+    res = deployment.run(rounds=2, out=out, featurizer=HASHED, local_steps=5, epsilon=2.0, secagg=False, timeout=600,
+                         coordinator_key=str(key))
     print(f"\nloopback deployment: start-up {deployment.startup_s:.1f}s; run {res.run_id} {res.wall_s:.1f}s "
           f"for 2 rounds ({res.wall_s / 2:.1f}s per round, hello and ledger collection included)")
     assert res.ok, res.status
@@ -151,6 +153,14 @@ def test_cairn_federation_two_rounds(deployment, nodes, tmp_path):
     for n in manifest["nodes"]:
         assert (out / "ledgers" / f"{n['node_id']}.pb").is_file()
         assert 0 < n["claimed_epsilon"] <= 2.0 + 1e-9
+
+    # an auditor who pinned the coordinator's key and the communities' node ids verifies the bundle
+    from privacy.audit import PASS, verify_bundle
+
+    audit = verify_bundle(out, coordinator_key=bytes.fromhex((tmp_path / "coordinator.key.pub").read_text()),
+                          trusted_nodes=set(node_ids))
+    assert audit.ok, "\n".join(audit.summary_lines())
+    assert audit.check("signature:manifest").status == PASS and audit.check("nodes:trusted").status == PASS
 
 
 @pytest.mark.skipif(not os.environ.get("CAIRN_DEPLOY_SECAGG"), reason="about 2 more minutes; set CAIRN_DEPLOY_SECAGG=1")
