@@ -6,7 +6,7 @@
                                     coordinator's public key
       manifest.sig                  the coordinator's Ed25519 signature over manifest.pb
                                     (coordinator/signing.py)
-      model/model.safetensors       the reward model (node/reward_model.py format) ...
+      model/model.safetensors       the reward model (node/reward_model.py format), when a round was applied ...
       model/model.json              ... and its config (featurizer, architecture, training)
       rounds.json                   per round: which nodes' updates were used, with the ledger
                                     entry (seq, hash) that accounted for each
@@ -50,7 +50,8 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
                  federation_id: str, extra_files: dict[str, tuple[bytes, str]] | None = None,
                  artifacts: dict[str, list[dict]] | None = None, statistics: dict | None = None,
                  policies: dict[str, dict] | None = None, signing_key=None) -> dict:
-    """Write the bundle. `extra_files` {relpath: (bytes, kind)}; `artifacts` {relpath: [ledger sources]}
+    """Write the bundle. `head`: the trained reward model, or None when no training round was applied
+    (a query-only federation): then the bundle has no model/. `extra_files` {relpath: (bytes, kind)}; `artifacts` {relpath: [ledger sources]}
     (node_id, ledger_seq, ledger_entry_hash hex) for their lineage; `statistics` and `policies` feed
     the data card, written into every bundle. `signing_key`: the coordinator's Ed25519 key
     (coordinator/signing.py) that signs the manifest; None signs with a one-off key, which shows
@@ -59,9 +60,10 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kinds: dict[str, str] = {}
-    save_model(head, model_cfg, out / "model" / "model.safetensors")
-    kinds["model/model.safetensors"] = "model"
-    kinds["model/model.json"] = "model-config"
+    if head is not None:
+        save_model(head, model_cfg, out / "model" / "model.safetensors")
+        kinds["model/model.safetensors"] = "model"
+        kinds["model/model.json"] = "model-config"
     (out / "rounds.json").write_text(json.dumps(rounds, indent=2) + "\n")
     kinds["rounds.json"] = "rounds"
     (out / "ledgers").mkdir(exist_ok=True)
@@ -98,10 +100,12 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(data)
         kinds[name] = kind
-    model_art = manifest.artifacts.add(path="model/model.safetensors")
     round_sources = [c for rnd in rounds for c in rnd["contributors"]]
-    for c in round_sources:
-        model_art.sources.add(node_id=c["node_id"], ledger_seq=c["ledger_seq"], ledger_entry_hash=bytes.fromhex(c["ledger_entry_hash"]))
+    if head is not None:
+        model_art = manifest.artifacts.add(path="model/model.safetensors")
+        for c in round_sources:
+            model_art.sources.add(node_id=c["node_id"], ledger_seq=c["ledger_seq"],
+                                  ledger_entry_hash=bytes.fromhex(c["ledger_entry_hash"]))
     # the data card: every bundle has one; it reports the query answers and the training's claims
     from coordinator.datacard import render
 
@@ -110,7 +114,8 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
         board = json.loads(extra_files["leaderboard.json"][0])
     nodes_doc = [{"node_id": n.node_id, "name": n.name, "paradigm": n.paradigm, "claimed_epsilon": n.claimed_epsilon,
                   "delta": n.delta, "accountant": n.accountant} for n in manifest.nodes]
-    (out / "datacard.md").write_text(render(federation_id, nodes_doc, policies, statistics, board, manifest.created_at))
+    (out / "datacard.md").write_text(render(federation_id, nodes_doc, policies, statistics, board, manifest.created_at,
+                                            model=head is not None))
     kinds["datacard.md"] = "datacard"
     lineage = dict(artifacts or {})
     lineage["datacard.md"] = [s for srcs in (artifacts or {}).values() for s in srcs] + round_sources
@@ -137,6 +142,7 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: 
         "nodes": [{"node_id": n.node_id, "name": n.name, "epsilon": n.claimed_epsilon, "delta": n.delta, "accountant": n.accountant}
                   for n in manifest.nodes],
         "rounds": len(rounds),
+        "model": head is not None,
         "coordinator_public_key": public_key_bytes(signing_key).hex(),
     }
 

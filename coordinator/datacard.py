@@ -69,8 +69,9 @@ def _kind_totals(statistics: dict) -> dict[str, dict]:
 
 
 def render(federation_id: str, nodes: list[dict], policies: dict[str, dict] | None = None, statistics: dict | None = None,
-           leaderboard: dict | None = None, created_at: str = "") -> str:
-    """nodes: the manifest's nodes (node_id, name, paradigm, claimed_epsilon, delta, accountant)."""
+           leaderboard: dict | None = None, created_at: str = "", model: bool = True) -> str:
+    """nodes: the manifest's nodes (node_id, name, paradigm, claimed_epsilon, delta, accountant).
+    `model`: whether the bundle carries a trained reward model."""
     policies = policies or {}
     comms = []
     for n in nodes:
@@ -95,6 +96,7 @@ def render(federation_id: str, nodes: list[dict], policies: dict[str, dict] | No
         "communities": comms,
         "feedback_dp_counts": totals,
         "leaderboard_models": len((leaderboard or {}).get("pooled", {}).get("models", [])),
+        "reward_model": model,
     }
     md = ["---", _yaml(header), "---", "", f"# Data card: Cairn federation `{federation_id}`", ""]
     md += ["## Motivation", "",
@@ -120,8 +122,12 @@ def render(federation_id: str, nodes: list[dict], policies: dict[str, dict] | No
         for kind, t in totals.items():
             for g, v in sorted(t["totals"].items()):
                 md.append(f"| {kind} | {g} | {v} | {t['noise_sd_per_cell']} |")
-    else:
+    elif model:
         md.append("No aggregate queries were run in this federation: only the reward model was trained.")
+    else:
+        md.append("No aggregate queries were run and no training round was applied in this federation.")
+    if not model:
+        md += ["", "No reward model is published: no training round was applied in this federation."]
     md += ["", "## Collection process", "",
            "Communities import chats and feedback from their own tools; identifiers are pseudonymous, PII is",
            "redacted on import, text is encrypted at rest and never leaves the node. Only contributors who",

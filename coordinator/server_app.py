@@ -201,7 +201,10 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     head.load_state_dict(vector_to_state(global_vec, head))
     training = {k: v for k, v in asdict(cfg).items() if k != "coordinator_key"}
     model_cfg = {"featurizer": cfg.featurizer, "training": {**training, "rounds_log": None}}
-    summary = write_bundle(Path(cfg.out), head, model_cfg, rounds, ledgers, list(infos.values()), cfg.federation_id,
+    trained = any(r["applied"] and r["contributors"] for r in rounds)  # else the head is only its random init
+    if not trained:
+        log.info("no training round was applied: the bundle carries no model")
+    summary = write_bundle(Path(cfg.out), head if trained else None, model_cfg, rounds, ledgers, list(infos.values()), cfg.federation_id,
                            extra_files={**query_files, **policy_files(infos)}, artifacts=query_artifacts,
                            statistics=statistics, policies=policies, signing_key=signing_key)
     return summary

@@ -24,6 +24,8 @@ def model_path(path: Path) -> Path:
     """A model file, a model directory, or a bundle (its model/ folder)."""
     path = Path(path)
     if (path / "manifest.pb").exists():
+        if not (path / "model" / "model.safetensors").exists():
+            raise EvalError(f"{path}: this bundle carries no model (no training round was applied)")
         return path / "model" / "model.safetensors"
     return path
 

@@ -54,3 +54,27 @@ def test_federate_cli_refuses_a_bad_coordinator_key_before_anything_runs(tmp_pat
     assert not (tmp_path / "bundle").exists()
     r = CliRunner().invoke(cli, ["node", "budget", str(nodes[0].path), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["entries"] == 0, r.output
+
+
+def test_coordinator_query_cli_writes_statistics_and_a_signed_bundle(tmp_path):
+    nodes = [make_community(tmp_path / f"n{i}", f"community-{i}", i, n_contributors=20, pairs_each=2) for i in range(2)]
+    args = ["coordinator", "query", *[a for n in nodes for a in ("--node-dir", str(n.path))], "--query", "battle_counts",
+            "--query", "coverage", "--model", "m-good", "--model", "m-bad", "--language", "en", "--epsilon", "1.0",
+            "--coordinator-key", str(tmp_path / "coordinator.key"), "--out", str(tmp_path / "bundle")]
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    assert [q["query"]["name"] for q in out["statistics"]["queries"]] == ["battle_counts", "coverage"]
+    for q in out["statistics"]["queries"]:
+        assert set(q["answers"]) == {n.node_id for n in nodes} and not q["refused"]
+        assert all(0 < a["epsilon"] <= 1.0 for a in q["answers"].values())
+    pins = ["--coordinator-key", str(tmp_path / "coordinator.key.pub"), *[a for n in nodes for a in ("--trust-node", n.node_id)]]
+    r = CliRunner().invoke(cli, ["audit", "verify", out["bundle"], *pins])
+    assert r.exit_code == 0 and "PASS signature:manifest" in r.output, r.output
+    # no training ran: the bundle publishes no (random, untrained) model, and says so
+    assert not (tmp_path / "bundle" / "model").exists()
+    assert "No reward model is published" in (tmp_path / "bundle" / "datacard.md").read_text()
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go"}) + "\n")
+    r = CliRunner().invoke(cli, ["model", "eval", "--model", out["bundle"], "--data", str(data), "--json"])
+    assert r.exit_code != 0 and "carries no model" in r.output
