@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from coordinator.leaderboard import bt_scores, cells_from_items, kendall_tau, post_process  # noqa: E402
 from node.queries import battle_rows, dp_answer, exact_counts, partitions  # noqa: E402
+from node.synth import arena_battles, arena_models  # noqa: E402
 
 DELTA = 1e-6
 SHARED = Path(os.environ.get("CAIRN_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -56,29 +56,13 @@ def shipped_nodes(data: Path = SHARED) -> dict[str, tuple[list[list], list[str]]
 
 
 def synthetic_arena(n_models: int = 24, n_contributors: int = 6000, n_nodes: int = 5, seed: int = 7):
-    """Contributors each judge 1-12 random battles; outcomes from Bradley-Terry strengths, with ties
-    (20%) and both-bad (5%). Randomness here simulates data, it is no privacy noise."""
-    rng = np.random.default_rng(seed)
-    models = [f"model-{i:02d}" for i in range(n_models)]
-    strength = rng.normal(0, 1.0, n_models)
+    """The synthetic arena of node/synth.py (planted Bradley-Terry strengths, ties 20%, both-bad 5%,
+    1-12 battles per contributor), its contributors dealt round-robin to `n_nodes` nodes."""
+    strengths = arena_models(n_models, seed)
     nodes: list[list] = [[] for _ in range(n_nodes)]
-    for c in range(n_contributors):
-        who = f"user-{c}"
-        k = int(min(12, rng.geometric(0.25)))
-        for _ in range(k):
-            i, j = rng.choice(n_models, 2, replace=False)
-            u = rng.random()
-            if u < 0.05:
-                o = "both_bad"
-            elif u < 0.25:
-                o = "tie"
-            else:
-                o = "a" if rng.random() < 1 / (1 + math.exp(-(strength[i] - strength[j]))) else "b"
-            a, b = models[i], models[j]
-            if a > b:
-                a, b, o = b, a, {"a": "b", "b": "a"}.get(o, o)
-            nodes[c % n_nodes].append((who, (a, b, o)))
-    return nodes, models
+    for who, a, b, o in arena_battles(n_contributors, strengths, seed):
+        nodes[int(who.rsplit("-", 1)[1]) % n_nodes].append((who, (a, b, o)))
+    return nodes, sorted(strengths)
 
 
 def dp_scores(nodes: list[list], params: dict, epsilon: float) -> dict[str, float]:

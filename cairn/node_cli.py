@@ -244,13 +244,20 @@ def report(dir: Path, out: Path | None) -> None:
 @click.option("--test-pairs", default=2000, show_default=True)
 @click.option("--rule-space", type=click.Choice(["minilm", "hashed", "text"]), default="minilm", show_default=True,
               help="Where the planted rule lives: a hidden direction in a featurizer's space, or text properties.")
+@click.option("--arena-models", type=int, default=0,
+              help="Instead: contributors judge battles between this many named models whose Bradley-Terry strengths "
+                   "are planted (seed --rule-seed, shared by communities), over real text.")
+@click.option("--arena-truth", type=click.Path(path_type=Path), default=None,
+              help="With --arena-models: write the planted strengths (JSON) here.")
 @friendly
-def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise, test_out, test_pairs, rule_space) -> None:
-    """Fill a node with synthetic contributors whose preferences over real text follow a planted rule.
+def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise, test_out, test_pairs, rule_space,
+          arena_models, arena_truth) -> None:
+    """Fill a node with synthetic contributors whose preferences over real text follow a planted rule
+    (or, with --arena-models, who judge battles between models of planted strength).
 
     Synthetic contributors are recorded as consenting (CC0-1.0) in the past, so they are eligible at
     once; their records are marked synthetic. Held-out test pairs use prompts no contributor saw."""
-    from node.synth import load_text_pool, split_pool, synth_records
+    from node.synth import arena_battles, arena_models as planted_models, arena_records, load_text_pool, split_pool, synth_records
 
     nd = NodeDir(dir)
     pool = load_text_pool()
@@ -258,6 +265,22 @@ def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise
         raise click.ClickException("no text pool found (../shared/data or fixtures/)")
     train, test = split_pool(pool)
     name = nd.name
+    if arena_models:
+        if arena_models < 2:
+            raise click.BadParameter("an arena needs at least 2 models", param_hint="--arena-models")
+        strengths = planted_models(arena_models, rule_seed, prefix="arena-model")
+        battles = arena_battles(n, strengths, community_seed, contributor_prefix=f"{name}-u")
+        recs = arena_records(battles, train, community_seed, name)
+        store = nd.open_store()
+        try:
+            with store.transaction():
+                added = sum(store.add_record(r, None, consent=("CC0-1.0", "2020-01-01T00:00:00+00:00", "synth")) for r in recs)
+        finally:
+            store.close()
+        if arena_truth:
+            arena_truth.write_text(json.dumps({"planted_strengths": strengths, "scale": "natural log odds"}, indent=2) + "\n")
+        click.echo(f"{name}: {n} synthetic contributors, {added} battles between {arena_models} models of planted strength")
+        return
     store = nd.open_store()
     try:
         rule_features = None

@@ -19,6 +19,10 @@ feedback datasets or shipped fixtures) and prefers one according to a hidden uti
 Accuracy against the planted rule = agreement with sign(u_c(a) - u_c(b)) on held-out pairs; build
 them with `synth_records(..., label="rule")` over a held-out text pool (`split_pool`).
 
+Synthetic arenas (`arena_battles`, `arena_records`): contributors judge battles between named
+models whose planted Bradley-Terry strengths make the true leaderboard known, for the DP
+leaderboard (bench/leaderboard.py, `cairn node synth --arena`, the demo).
+
 Everything is a pure function of its arguments (seeded `numpy.random.Generator`s, BLAKE2b for
 word weights): same inputs, same Records.
 """
@@ -47,6 +51,9 @@ __all__ = [
     "synth_records",
     "planted_rule",
     "rule_accuracy",
+    "arena_models",
+    "arena_battles",
+    "arena_records",
     "LEXICON_SIZE",
 ]
 
@@ -324,3 +331,61 @@ def rule_accuracy(prefer_a: Sequence[bool], records: Sequence[Record]) -> float:
     if not truth:
         return float("nan")
     return float(np.mean([p == t for p, t in zip(prefer_a, truth)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic arenas: battles between named models with planted strengths
+
+ARENA_TIE, ARENA_BOTH_BAD = 0.20, 0.05  # shares of battles judged a tie / both bad
+
+
+def arena_models(n_models: int, seed: int, prefix: str = "model") -> dict[str, float]:
+    """{model name: planted Bradley-Terry strength} (standard normal strengths, natural-log scale)."""
+    rng = np.random.default_rng([int(seed), 0xA7E4A])
+    return {f"{prefix}-{i:02d}": float(s) for i, s in enumerate(rng.normal(0.0, 1.0, n_models))}
+
+
+def arena_battles(n_contributors: int, strengths: dict[str, float], seed: int, *, contributor_prefix: str = "user",
+                  max_battles: int = 12) -> list[tuple[str, str, str, str]]:
+    """(contributor, model_a, model_b, outcome) with model_a < model_b: each contributor judges
+    1-`max_battles` random battles (geometric, mean ~4); a battle is a tie (ARENA_TIE), both bad
+    (ARENA_BOTH_BAD), else won by a with probability sigmoid(s_a - s_b) (Bradley & Terry 1952).
+    The randomness simulates data; it is no privacy noise."""
+    rng = np.random.default_rng([int(seed), 0xBA77])
+    models = sorted(strengths)
+    out = []
+    for c in range(n_contributors):
+        who = f"{contributor_prefix}-{c:05d}"
+        for _ in range(int(min(max_battles, rng.geometric(0.25)))):
+            i, j = sorted(int(x) for x in rng.choice(len(models), 2, replace=False))
+            u = rng.random()
+            if u < ARENA_BOTH_BAD:
+                o = "both_bad"
+            elif u < ARENA_BOTH_BAD + ARENA_TIE:
+                o = "tie"
+            else:
+                p_a = 1.0 / (1.0 + math.exp(-(strengths[models[i]] - strengths[models[j]])))
+                o = "a" if rng.random() < p_a else "b"
+            out.append((who, models[i], models[j], o))
+    return out
+
+
+def arena_records(battles: Sequence[tuple[str, str, str, str]], texts: Sequence[TextGroup], seed: int,
+                  community: str) -> list[Record]:
+    """The battles as Chatbot-Arena-style Records over REAL text: each battle gets a real prompt and
+    two of its real responses, labelled with the battling models' names."""
+    groups = [g for g in texts if len(set(g.responses)) >= 2]
+    if not groups:
+        raise ValueError("need at least one text group with two distinct responses")
+    rng = np.random.default_rng([int(seed), 0x7E47])
+    out = []
+    for k, (who, ma, mb, outcome) in enumerate(battles):
+        g = groups[int(rng.integers(len(groups)))]
+        a, b = rng.choice(len(g.responses), size=2, replace=False)
+        out.append(Record(
+            source="synth-arena", key=f"{community}-arena-{k:06d}", prompt=[Message("user", g.prompt)],
+            responses=[Response(g.responses[int(a)], ma), Response(g.responses[int(b)], mb)],
+            feedback=[Feedback("pairwise", who, {"a": 0, "b": 1, "outcome": outcome, "strength": 1.0})],
+            owner=who, language="en", meta={"community": community, "synthetic": True},
+        ))
+    return out

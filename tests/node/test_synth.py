@@ -61,3 +61,35 @@ def test_shared_pool_and_split():
     assert tr and te and not ({g.prompt for g in tr} & {g.prompt for g in te})
     recs = synth_records(5, 2, 0, 0, te, label="rule", lexicon_texts=pool)
     assert len(eval_pairs(recs)) == len(recs)
+
+
+def test_arena_battles_follow_planted_strengths():
+    from node.synth import ARENA_BOTH_BAD, ARENA_TIE, arena_battles, arena_models
+
+    strengths = arena_models(4, seed=3)
+    assert strengths == arena_models(4, seed=3) and strengths != arena_models(4, seed=4)
+    battles = arena_battles(4000, strengths, seed=1)
+    assert battles == arena_battles(4000, strengths, seed=1)
+    assert all(a < b for _, a, b, _ in battles) and 3.0 < len(battles) / 4000 < 5.0  # ~4 battles each
+    outcomes = np.array([o for *_, o in battles])
+    n = len(outcomes)
+    for share, name in ((ARENA_TIE, "tie"), (ARENA_BOTH_BAD, "both_bad")):
+        assert abs((outcomes == name).mean() - share) < 5 * np.sqrt(share * (1 - share) / n)
+    # among decided battles of each pair, a wins with probability sigmoid(s_a - s_b)
+    for (a, b) in {(a, b) for _, a, b, _ in battles}:
+        dec = [o for _, x, y, o in battles if (x, y) == (a, b) and o in ("a", "b")]
+        p = 1 / (1 + np.exp(-(strengths[a] - strengths[b])))
+        assert abs(np.mean([o == "a" for o in dec]) - p) < 5 * np.sqrt(p * (1 - p) / len(dec)) + 1e-9
+
+
+def test_arena_records_carry_the_battles_over_real_text():
+    from node.queries import battle_rows
+    from node.synth import arena_battles, arena_models, arena_records
+
+    pool = [TextGroup(f"prompt {i}", (f"answer {i} one", f"answer {i} two", f"answer {i} three")) for i in range(5)]
+    battles = arena_battles(50, arena_models(3, seed=0), seed=2)
+    recs = arena_records(battles, pool, seed=0, community="arena")
+    assert len(recs) == len(battles) and len({r.key for r in recs}) == len(recs)
+    assert all(r.prompt[0].text.startswith("prompt") and r.responses[0].text != r.responses[1].text for r in recs)
+    rows = battle_rows(recs)
+    assert sorted((who, key) for who, key in rows) == sorted((w, (a, b, o)) for w, a, b, o in battles)

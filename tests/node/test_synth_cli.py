@@ -31,3 +31,17 @@ def test_synth_fills_a_node_with_eligible_contributors_and_writes_test_pairs(tmp
     store_prompts = {r.prompt[0].text for r in s.records()}
     s.close()
     assert not store_prompts & {r.prompt[0].text for r in held}
+
+
+def test_synth_arena_community_with_planted_truth(tmp_path, shared_data):
+    d = tmp_path / "arena"
+    run("node", "init", d, "--name", "arena")
+    out = run("node", "synth", d, "--contributors", 200, "--arena-models", 5, "--arena-truth", tmp_path / "truth.json")
+    assert "battles between 5 models" in out
+    truth = json.loads((tmp_path / "truth.json").read_text())["planted_strengths"]
+    assert sorted(truth) == [f"arena-model-{i:02d}" for i in range(5)]
+    st = json.loads(run("node", "status", d, "--json"))
+    assert st["contributors"]["eligible"] == 200 and st["feedback"]["pairwise"] > 400
+    assert set(st["models"]) == set(truth)
+    res = CliRunner().invoke(cli, ["node", "synth", str(d), "--contributors", "5", "--arena-models", "1"])
+    assert res.exit_code == 2 and "at least 2 models" in res.output
