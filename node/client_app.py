@@ -32,6 +32,7 @@ from node.releases import open_gate
 from node.training import (
     TrainingRefused,
     TrainRequest,
+    check_trains,
     contributor_data,
     load_plan,
     local_update,
@@ -88,6 +89,7 @@ def train(msg: Message, context: Context) -> Message:
     store = nd.open_store()
     try:
         policy = nd.policy()
+        check_trains(policy)
         gate = open_gate(nd, store)
         featurizer = featurizer_from_config(json.loads(cfg["featurizer"]))
         data = contributor_data(store, policy, featurizer, request.max_pairs_per_contributor)

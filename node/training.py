@@ -67,9 +67,14 @@ class TrainPlan:
         return SelfComposedEvent(PoissonSampledEvent(q, GaussianEvent(sigma=z * c, sensitivity=c)), self.local_steps)
 
 
-def make_plan(policy, request: TrainRequest, n_contributors: int, spent_epsilon: float) -> TrainPlan:
+def check_trains(policy) -> None:
+    """Refuse at once (before any featurizing) when the community does not release model updates."""
     if "train" not in policy.allowed_releases:
         raise TrainingRefused("policy rule allowed_releases: this community does not release model updates")
+
+
+def make_plan(policy, request: TrainRequest, n_contributors: int, spent_epsilon: float) -> TrainPlan:
+    check_trains(policy)
     if n_contributors < policy.min_contributors:
         raise TrainingRefused(
             f"policy rule min_contributors: {n_contributors} eligible contributors, the policy needs {policy.min_contributors}"
