@@ -72,7 +72,10 @@ def _print_board(board: dict, community: str | None = None) -> None:
         click.echo(f"== {title} (noise sd per cell {b.get('noise_sd_per_cell', 0)}; "
                    f"{b.get('pairs_used', 0)} pairs used, {b.get('pairs_dropped', 0)} dropped as noise)")
         click.echo(f"{'rank':>4}  {'model':<28} {'rating':>8}  {'95% CI':>19}  {'battles':>8}")
+        several = b.get("components", 1) > 1
         for m in b.get("models", []):
+            if several and m["rank"] == 1:
+                click.echo(f"  -- component {m['component']} (ranked on its own: never compared with the others)")
             click.echo(f"{m['rank']:>4}  {m['model']:<28} {m['rating']:>8.1f}  [{m['ci_low']:>7.1f}, {m['ci_high']:>7.1f}]"
                        f"  {m['battles']:>8.0f}")
 

@@ -13,7 +13,10 @@ Post-processing of noisy counts (post-processing cannot weaken DP), in this orde
    was compared at all, so that over all the pairs asked about, a pair nobody compared enters the
    leaderboard with probability at most FALSE_PAIR_RATE (keeping noise-only pairs would invent
    battles between models nobody compared);
-3. models left without any kept pair are not ranked.
+3. models left without any kept pair are not ranked;
+4. models that no chain of kept pairs connects (e.g. two communities that judged disjoint sets of
+   models) form separate components: each is ranked on its own (ranks restart at 1), because
+   Bradley-Terry cannot compare ratings across components (the ridge centres each one at 1000).
 Inconsistent counts (e.g. a tie count larger than the pair total would allow) need no other repair:
 after clamping each cell is a valid count, and the fit only uses win totals.
 
@@ -125,13 +128,32 @@ def bt_scores(cells: dict[tuple[str, str], np.ndarray]) -> dict[str, float]:
     return dict(zip(models, to_elo(fit_bradley_terry(W)).tolist()))
 
 
+def components(cells: dict[tuple[str, str], np.ndarray], models: list[str]) -> list[int]:
+    """Connected component of each model in the graph of kept pairs, numbered 1.. by size (largest first)."""
+    parent = {m: m for m in models}
+
+    def find(m):
+        while parent[m] != m:
+            parent[m] = parent[parent[m]]
+            m = parent[m]
+        return m
+
+    for a, b in cells:
+        if a in parent and b in parent:
+            parent[find(a)] = find(b)
+    roots = [find(m) for m in models]
+    order = sorted(set(roots), key=lambda r: (-roots.count(r), min(m for m, x in zip(models, roots) if x == r)))
+    number = {r: i + 1 for i, r in enumerate(order)}
+    return [number[r] for r in roots]
+
+
 def leaderboard(cells: dict[tuple[str, str], np.ndarray], variances: dict[tuple[str, str], np.ndarray] | float = 0.0,
                 replicates: int = 200, seed: int = 0, level: float = 0.95) -> dict:
     """The ranked table with bootstrap intervals (sampling + DP noise) from noisy cells."""
     kept = post_process(cells, variances)
     models, W = win_matrix(kept)
     if not models:
-        return {"models": [], "pairs_used": 0, "pairs_dropped": len(cells)}
+        return {"models": [], "pairs_used": 0, "pairs_dropped": len(cells), "components": 0}
     point = to_elo(fit_bradley_terry(W))
     rng = np.random.default_rng(seed)
     boot = np.full((replicates, len(models)), np.nan)
@@ -155,16 +177,22 @@ def leaderboard(cells: dict[tuple[str, str], np.ndarray], variances: dict[tuple[
     lo = np.nanquantile(boot, alpha, axis=0) if np.isfinite(boot).any() else point
     hi = np.nanquantile(boot, 1 - alpha, axis=0) if np.isfinite(boot).any() else point
     battles = W.sum(axis=1) + W.sum(axis=0)
-    order = np.argsort(-point)
-    rows = []
-    for rank, i in enumerate(order, start=1):
+    comp = components(kept, models)
+    order = sorted(range(len(models)), key=lambda i: (comp[i], -point[i]))
+    rows, rank = [], 0
+    for k, i in enumerate(order):
+        rank = 1 if k == 0 or comp[i] != comp[order[k - 1]] else rank + 1
         rows.append({
-            "rank": rank, "model": models[i], "rating": round(float(point[i]), 2),
+            "rank": rank, "component": comp[i], "model": models[i], "rating": round(float(point[i]), 2),
             "ci_low": round(float(min(lo[i], point[i])), 2), "ci_high": round(float(max(hi[i], point[i])), 2),
             "battles": round(float(battles[i]), 1),
         })
-    return {"models": rows, "pairs_used": len(kept), "pairs_dropped": len(cells) - len(kept),
-            "bootstrap": {"replicates": replicates, "seed": seed, "level": level}}
+    out = {"models": rows, "pairs_used": len(kept), "pairs_dropped": len(cells) - len(kept), "components": max(comp),
+           "bootstrap": {"replicates": replicates, "seed": seed, "level": level}}
+    if max(comp) > 1:
+        out["components_note"] = ("models in different components were never compared, directly or through other "
+                                  "models: each component is ranked on its own scale")
+    return out
 
 
 def kendall_tau(a: dict[str, float], b: dict[str, float]) -> float:
@@ -192,7 +220,8 @@ def chart(board: dict, path, title: str = "Cairn DP leaderboard") -> None:
         lo = np.array([x["ci_low"] for x in rows])
         hi = np.array([x["ci_high"] for x in rows])
         ax.errorbar(r, y, xerr=[r - lo, hi - r], fmt="o", color="#2b6cb0", ecolor="#90a4c0", capsize=3)
-        ax.set_yticks(y, [x["model"] for x in rows])
+        several = board.get("components", 1) > 1  # label each model's component: scales differ across them
+        ax.set_yticks(y, [f"{x['model']} [{x['component']}]" if several else x["model"] for x in rows])
     else:
         ax.text(0.5, 0.5, "no model pair passed the noise threshold", ha="center", transform=ax.transAxes)
     ax.set_xlabel("Bradley-Terry rating (Elo scale), 95% CI incl. DP noise")

@@ -100,3 +100,16 @@ def test_uncompared_pairs_rarely_enter_the_leaderboard():
         assert ("a", "b") in kept
         trials_with_false_pair += len(kept) > 1
     assert trials_with_false_pair <= 0.05 * 200 + 3 * np.sqrt(0.05 * 0.95 * 200)
+
+
+def test_models_never_compared_form_separate_components_ranked_on_their_own():
+    """Two communities judged disjoint sets of models: no rating of one set can be compared with the
+    other, so each component is ranked from 1 and the table says so."""
+    cells = {("a", "b"): np.array([80.0, 20.0, 0.0, 0.0]), ("b", "c"): np.array([70.0, 30.0, 0.0, 0.0]),
+             ("x", "y"): np.array([10.0, 90.0, 0.0, 0.0])}
+    board = leaderboard(cells, 0.0, replicates=20)
+    assert board["components"] == 2 and "never compared" in board["components_note"]
+    rows = [(m["component"], m["rank"], m["model"]) for m in board["models"]]
+    assert rows == [(1, 1, "a"), (1, 2, "b"), (1, 3, "c"), (2, 1, "y"), (2, 2, "x")]
+    one = leaderboard({k: v for k, v in cells.items() if "x" not in k}, 0.0, replicates=20)
+    assert one["components"] == 1 and "components_note" not in one
