@@ -6,12 +6,14 @@
 2. Three more communities hold thousands of synthetic contributors whose preferences over real
    text follow a planted rule (so accuracy is measurable), with held-out test pairs; their
    policies release model updates only.
-3. A federation over all six nodes (Flower Simulation Engine, SecAgg+): nodes too small for their
+   A seventh community, a synthetic arena, has thousands of contributors judging battles between
+   models of planted strength (so the leaderboard's truth is known); it shares battle counts only.
+3. A federation over all seven nodes (Flower Simulation Engine, SecAgg+): nodes too small for their
    own policy refuse to train, the others run user-level DP-SGD, every release is ledgered first.
 4. The bundle: model, ledgers, manifest; held-out accuracy and each node's epsilon.
-5. The DP leaderboard of the models the real communities judged.
-6. An auditor verifies the bundle (signatures, chains, lineage, caps, epsilon recomputed) and
-   writes a report.
+5. The DP leaderboard with intervals, and its rank correlation with the planted strengths.
+6. An auditor, who pinned the coordinator's key and the communities' node ids, verifies the
+   bundle (signatures, chains, lineage, caps, epsilon recomputed) and writes a report.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import click
 from cairn.errors import friendly
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+ARENA_MODELS = 8  # models of planted strength in the synthetic arena community
 # The models the shipped communities judged: the coordinator asks about these public names only.
 DEMO_MODELS = ["tulu_65B", "tulu_7B", "tulu_human_only_65B", "chatgpt",
                "bloom-7b", "cerebras-gpt-6.7B", "llama-7b", "opt-7b", "pythia-6.9b"]
@@ -111,15 +114,22 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
         click.echo(cairn("node", "synth", out / name, "--contributors", contributors, "--community-seed", i,
                          "--rule-space", features, "--test-out", out / f"{name}-test.jsonl").strip())
         synthetic.append(name)
+    arena = "arena-judges"
+    cairn("node", "init", out / arena, "--name", arena)
+    nd = NodeDir(out / arena)  # shares battle counts only
+    replace(nd.policy(), allowed_releases=("battle_counts",), max_query_epsilon=2.0).save(nd.policy_path)
+    click.echo(cairn("node", "synth", out / arena, "--contributors", contributors, "--arena-models", ARENA_MODELS,
+                     "--community-seed", 7, "--arena-truth", out / "arena-truth.json").strip())
+    planted = json.loads((out / "arena-truth.json").read_text())["planted_strengths"]
 
     _title(f"3. Federation: {rounds} rounds of user-level DP-SGD under SecAgg+ ({features} features), then DP statistics")
-    nodes = [out / n for n, _, _ in real] + [out / n for n in synthetic]
+    nodes = [out / n for n, _, _ in real] + [out / n for n in synthetic] + [out / arena]
     cfg = FederationConfig(out=str(out / "bundle"), rounds=rounds, featurizer=FEATURIZERS[features], secagg=True,
                            epsilon=8.0, federation_id=f"demo-{int(time.time())}",
                            queries=["battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback"],
-                           query_epsilon=2.0, query_bounds={"battle_counts": [12, 4]}, query_models=DEMO_MODELS,
+                           query_epsilon=2.0, query_bounds={"battle_counts": [12, 4]}, query_models=DEMO_MODELS + sorted(planted),
                            coordinator_key=str(out / "coordinator" / "coordinator.key"))
-    click.echo("(Flower Simulation Engine: six virtual SuperNodes; a few minutes on two cores)")
+    click.echo(f"(Flower Simulation Engine: {len(nodes)} virtual SuperNodes; a few minutes on two cores)")
     summary = run_simulation_federation(nodes, cfg)
     rounds_log = json.loads((out / "bundle" / "rounds.json").read_text())
     for r in rounds_log:
@@ -136,8 +146,17 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
         click.echo(f"{n['name']}: epsilon {n['epsilon']:.3f} at delta {n['delta']:g} ({n['accountant'] or 'nothing released'})")
     _title("5. DP leaderboard (Bradley-Terry over noised battle counts, 95% intervals include the DP noise)")
     click.echo(cairn("leaderboard", out / "bundle").rstrip())
-    click.echo("(16 evaluators and 3 annotators are few people: under user-level DP most model pairs stay below\n"
-               " the noise threshold; bench/leaderboard.py shows Kendall tau 0.96 at epsilon 8 with 6,000 contributors)")
+    board = json.loads((out / "bundle" / "leaderboard.json").read_text())["pooled"] or {"models": []}
+    ranked = {m["model"]: m["rating"] for m in board["models"] if m["model"] in planted}
+    if len(ranked) >= 2:
+        from coordinator.leaderboard import kendall_tau
+
+        tau = kendall_tau(ranked, {m: planted[m] for m in ranked})
+        click.echo(f"arena: {len(ranked)} of {len(planted)} models ranked; Kendall tau {tau:.2f} with the planted strengths")
+    else:
+        raise click.ClickException("the arena's models did not reach the leaderboard")
+    click.echo("(the real Tulu and PandaLM judges are 16 and 3 people: under user-level DP their model pairs stay\n"
+               " below the noise threshold; bench/leaderboard.py measures Kendall tau by epsilon on both kinds of data)")
     _title("6. An auditor verifies the bundle, trusting nobody")
     # what the auditor obtained from the parties themselves: the coordinator's published key and
     # each community's node id (SHA-256 of its ledger key)
