@@ -29,7 +29,8 @@ import click
 from cairn.errors import friendly
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-ARENA_MODELS = 8  # models of planted strength in the synthetic arena community
+ARENA_MODELS = 8  # models of planted strength in the synthetic arena community ...
+ARENA_CONTRIBUTORS = 3000  # ... and its judges: ~400 battles per model pair, far above the noise threshold
 # The models the shipped communities judged: the coordinator asks about these public names only.
 DEMO_MODELS = ["tulu_65B", "tulu_7B", "tulu_human_only_65B", "chatgpt",
                "bloom-7b", "cerebras-gpt-6.7B", "llama-7b", "opt-7b", "pythia-6.9b"]
@@ -118,7 +119,7 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     cairn("node", "init", out / arena, "--name", arena)
     nd = NodeDir(out / arena)  # shares battle counts only
     replace(nd.policy(), allowed_releases=("battle_counts",), max_query_epsilon=2.0).save(nd.policy_path)
-    click.echo(cairn("node", "synth", out / arena, "--contributors", contributors, "--arena-models", ARENA_MODELS,
+    click.echo(cairn("node", "synth", out / arena, "--contributors", ARENA_CONTRIBUTORS, "--arena-models", ARENA_MODELS,
                      "--community-seed", 7, "--arena-truth", out / "arena-truth.json").strip())
     planted = json.loads((out / "arena-truth.json").read_text())["planted_strengths"]
 
@@ -127,7 +128,7 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     cfg = FederationConfig(out=str(out / "bundle"), rounds=rounds, featurizer=FEATURIZERS[features], secagg=True,
                            epsilon=8.0, federation_id=f"demo-{int(time.time())}",
                            queries=["battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback"],
-                           query_epsilon=2.0, query_bounds={"battle_counts": [12, 4]}, query_models=DEMO_MODELS + sorted(planted),
+                           query_epsilon=2.0, query_models=DEMO_MODELS + sorted(planted),
                            coordinator_key=str(out / "coordinator" / "coordinator.key"))
     click.echo(f"(Flower Simulation Engine: {len(nodes)} virtual SuperNodes; a few minutes on two cores)")
     summary = run_simulation_federation(nodes, cfg)

@@ -161,7 +161,7 @@ def run_queries(grid, nodes: list[int], infos: dict[int, dict], queries: list[qu
             status = rep.content["status"] if "status" in rep.content else None
             if status is not None and not status["ok"]:
                 res.refused[nid] = str(status["refused"])
-                log.warning("query %s: node %s refused: %s", q.name, nid[:12], res.refused[nid])
+                log.debug("query %s: node %s refused: %s", q.name, nid[:12], res.refused[nid])
                 continue
             ans = query_pb2.Answer.FromString(bytes(rep.content["answer"]["answer"]))
             ok[n] = ans

@@ -244,8 +244,18 @@ def run_query_phase(grid: Grid, nodes: list[int], infos: dict[int, dict], cfg: F
             files["leaderboard.png"] = (png.read_bytes(), "leaderboard-chart")
         artifacts["leaderboard.json"] = artifacts["leaderboard.png"] = battle.sources()
     for r in results:
-        log.info("query %s: %d answers, %d refused", r.kind, len(r.answers), len(r.refused))
+        log.info("query %s: %d answers, %d refused%s", r.kind, len(r.answers), len(r.refused), refusal_summary(r.refused))
     return files, artifacts, statistics, policies
+
+
+def refusal_summary(refused: dict[str, str]) -> str:
+    """' (by privacy.allowed_releases: 3, privacy.min_contributors: 1)': refusals grouped by the policy
+    rule each names (statistics.json keeps every node's full reason)."""
+    import re
+    from collections import Counter
+
+    rules = Counter((m.group(1) if (m := re.search(r"policy rule ([\w.]+)", why)) else "other") for why in refused.values())
+    return f" (by {', '.join(f'{k}: {v}' for k, v in sorted(rules.items()))})" if rules else ""
 
 
 def policy_files(infos: dict[int, dict]) -> dict[str, tuple[bytes, str]]:

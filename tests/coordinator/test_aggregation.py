@@ -24,3 +24,16 @@ def test_trim_bounds_checked():
         trimmed_mean([np.zeros(2), np.zeros(2)], trim=1)
     with pytest.raises(ValueError, match="unknown aggregation"):
         aggregate([np.zeros(2)], "mode")
+
+
+def test_query_refusals_are_summarised_by_the_rule_they_name():
+    from coordinator.server_app import refusal_summary
+
+    refused = {
+        "n1": "refused by policy rule privacy.allowed_releases: release kind 'coverage' is not allowed",
+        "n2": "refused by policy rule privacy.allowed_releases: release kind 'coverage' is not allowed",
+        "n3": "refused by policy rule privacy.min_contributors: 1 eligible contributors, the policy needs at least 20",
+        "n4": "no reply (node failed or timed out)",
+    }
+    assert refusal_summary(refused) == " (by other: 1, privacy.allowed_releases: 2, privacy.min_contributors: 1)"
+    assert refusal_summary({}) == ""
