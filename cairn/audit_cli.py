@@ -39,7 +39,13 @@ def _coordinator_key(value: str | None) -> bytes | None:
     """--coordinator-key: 64 hex digits, or a file holding them (the coordinator's KEY.pub)."""
     if not value:
         return None
-    text = Path(value).read_text(encoding="utf-8").strip() if Path(value).is_file() else value.strip()
+    if Path(value).is_file():
+        text = Path(value).read_text(encoding="utf-8", errors="replace").strip()
+        if "PRIVATE KEY" in text:
+            raise click.BadParameter(f"{value} is the coordinator's PRIVATE key: pin its public key, {value}.pub",
+                                     param_hint="--coordinator-key")
+    else:
+        text = value.strip()
     try:
         key = bytes.fromhex(text)
     except ValueError:

@@ -48,9 +48,10 @@ def query(node_dirs, queries, epsilon, models, languages, dimensions, secagg, ou
     summary = run_simulation_federation(list(node_dirs), cfg)
     stats = json.loads((Path(summary["bundle"]) / "statistics.json").read_text())
     if as_json:
-        click.echo(json.dumps({"bundle": summary["bundle"], "statistics": stats}, indent=2))
+        click.echo(json.dumps({"bundle": summary["bundle"], "coordinator_public_key": summary["coordinator_public_key"],
+                               "statistics": stats}, indent=2))
         return
-    click.echo(f"bundle written to {summary['bundle']}")
+    click.echo(f"bundle written to {summary['bundle']}, signed by coordinator key {summary['coordinator_public_key']}")
     for q in stats["queries"]:
         click.echo(f"{q['query']['name']}: {len(q['answers'])} answers, {len(q['refused'])} refused, "
                    f"noise sd per pooled cell {q['pooled_noise_sd_per_cell']:.2f}")

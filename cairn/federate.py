@@ -37,13 +37,15 @@ def run_simulation_federation(node_dirs: list[Path], cfg, quiet: bool = True, wr
     for d in dirs:
         if not (Path(d) / "node.toml").exists():
             raise click.ClickException(f"{d}: not a Cairn node directory")
-    if getattr(cfg, "coordinator_key", ""):  # a bad key file is named now, not after the federation ran
-        from coordinator.signing import load_or_create_key
+    from coordinator.server_app import check_out_empty
+    from coordinator.signing import load_or_create_key
 
-        try:
+    try:  # a non-empty --out or a bad key file is named now, not after the federation ran
+        check_out_empty(cfg.out)
+        if cfg.coordinator_key:
             load_or_create_key(cfg.coordinator_key)
-        except ValueError as e:
-            raise click.ClickException(str(e)) from None
+    except (ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
     os.environ[NODES_ENV] = json.dumps(dirs)  # Simulation-Engine workers inherit this environment
     cfg.min_nodes = len(dirs)
     result: dict = {}

@@ -35,7 +35,7 @@ from node.reward_model import save_model
 from privacy.ledger import export_to_json
 from protos import bundle_pb2, ledger_pb2
 
-FORMAT = "cairn-bundle/1"
+FORMAT = "cairn-bundle/2"  # /2: the manifest is signed (manifest.sig)
 
 
 def sha256_file(path: Path) -> str:

@@ -74,6 +74,14 @@ class FederationConfig:
             raise ValueError("robust aggregation needs each update in the clear: it cannot run with secure aggregation")
 
 
+def check_out_empty(out: str) -> None:
+    """A bundle goes into an empty directory: files left from an earlier bundle (an old model) would
+    sit beside the new manifest, unsigned and misleading."""
+    p = Path(out)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise FileExistsError(f"{p}: the bundle directory is not empty; publish each federation into a new directory")
+
+
 def coordinator_signing_key(cfg: FederationConfig):
     """The key that signs the manifest: cfg.coordinator_key (created when missing), or None (one-off)."""
     if not cfg.coordinator_key:
@@ -135,7 +143,8 @@ def secure_sum(grid: Grid, nodes: list[int], cfg: FederationConfig, dim: int, gr
 
 
 def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
-    signing_key = coordinator_signing_key(cfg)  # a bad key file fails here, before any node spends budget
+    check_out_empty(cfg.out)  # these fail here, before any node spends budget
+    signing_key = coordinator_signing_key(cfg)
     nodes = wait_for_nodes(grid, cfg.min_nodes, cfg.wait_seconds)
     if len(nodes) < cfg.min_nodes:
         raise RuntimeError(f"only {len(nodes)} nodes connected; {cfg.min_nodes} required")

@@ -30,15 +30,27 @@ def public_key_bytes(key: Ed25519PrivateKey) -> bytes:
 
 
 def load_or_create_key(path) -> tuple[Ed25519PrivateKey, bool]:
-    """The key in `path`, created (mode 0600) when the file does not exist. Returns (key, created)."""
+    """The key in `path`, created (mode 0600) when the file does not exist, with its public key (hex)
+    in `path`.pub, written when missing and checked when present. Returns (key, created)."""
     path = Path(path)
+    pub_path = path.with_name(path.name + ".pub")
     if path.exists():
+        if not path.is_file():
+            raise ValueError(f"{path}: not a key file")
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except TypeError:
+            raise ValueError(f"{path}: the key is encrypted; the coordinator needs an unencrypted key (mode 0600)") from None
         except ValueError as e:
             raise ValueError(f"{path}: not a PEM private key ({e})") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path}: the coordinator key must be Ed25519, not {type(key).__name__}")
+        pub = public_key_bytes(key).hex()
+        if not pub_path.exists():  # the file auditors are told to pin
+            pub_path.write_text(pub + "\n")
+        elif pub_path.read_text(encoding="utf-8", errors="replace").strip() != pub:
+            raise ValueError(f"{pub_path} does not hold {path.name}'s public key ({pub}): auditors pinning it would "
+                             "reject every bundle; remove or correct it")
         return key, False
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
@@ -46,7 +58,7 @@ def load_or_create_key(path) -> tuple[Ed25519PrivateKey, bool]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
-    path.with_name(path.name + ".pub").write_text(public_key_bytes(key).hex() + "\n")
+    pub_path.write_text(public_key_bytes(key).hex() + "\n")
     return key, True
 
 

@@ -24,8 +24,12 @@ def model_path(path: Path) -> Path:
     """A model file, a model directory, or a bundle (its model/ folder)."""
     path = Path(path)
     if (path / "manifest.pb").exists():
-        if not (path / "model" / "model.safetensors").exists():
-            raise EvalError(f"{path}: this bundle carries no model (no training round was applied)")
+        from protos import bundle_pb2
+
+        listed = {f.path for f in bundle_pb2.BundleManifest.FromString((path / "manifest.pb").read_bytes()).files}
+        if "model/model.safetensors" not in listed:
+            raise EvalError(f"{path}: this bundle's manifest lists no model (no training round was applied)"
+                            + ("; the model/ folder there is not part of it" if (path / "model").exists() else ""))
         return path / "model" / "model.safetensors"
     return path
 

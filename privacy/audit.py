@@ -10,13 +10,15 @@ Checks, and what each one catches:
                          coordinator key the manifest names; when the auditor pins the coordinator's
                          published key (`coordinator_key`), it must be that key (a bundle altered and
                          re-hashed by anyone but the coordinator). Unpinned, a valid signature is a
-                         WARN: it shows integrity since signing, not who signed
+                         WARN (FAIL with `strict`): it shows integrity since signing, not who signed
   nodes:trusted          when the auditor pins the node ids it trusts (`trusted_nodes`, node id =
                          SHA-256 of the community's ledger key, `cairn node status --json`): every node
                          in the bundle is one of them (a node fabricated with a fresh key), and a pinned
-                         node missing from the bundle is a WARN
+                         node missing from the bundle is a WARN; unpinned, a WARN (FAIL with `strict`)
   file:<path>            every listed file exists with the listed SHA-256 and size (a replaced model,
-                         a flipped byte in any listed file); unlisted files are a WARN
+                         a flipped byte in any listed file)
+  files:unlisted         no file in the bundle is missing from the manifest (a model or leaderboard
+                         added where the coordinator published none: nothing signs it)
   key:<node>             the node's key in the manifest, in keys/<node_id>.ed25519 and in its ledger
                          export are the same key, and node_id = SHA-256(key) (a swapped node key)
   ledger:<node>          the export parses, .json and .pb hold the same ledger, every entry's hash,
@@ -33,7 +35,7 @@ Checks, and what each one catches:
                          is an entry of that node's verified ledger
   rounds                 every contributor of every round in rounds.json is such an entry too, with
                          the same claimed epsilon, and every applied round's contributors are sources
-                         of the model artifact
+                         of the model artifact; a model is published exactly when a round was applied
 
 Independent epsilon recomputation. privacy/accountant.py (the node's accountant) flattens and merges
 event trees before calling dp_accounting. This module does not import it: it converts each logged
@@ -76,7 +78,7 @@ from privacy.ledger import LedgerError, load_export, node_id_of
 from privacy.verify import verify_ledger
 from protos import bundle_pb2, events_pb2, ledger_pb2
 
-FORMAT = "cairn-bundle/1"
+FORMAT = "cairn-bundle/2"  # /2: the manifest is signed (manifest.sig)
 # A claim may be at most this much (relative) below the recomputation before it FAILs: both sides are
 # pessimistic PLD computations, but with different discretisation paths.
 EPSILON_TOLERANCE = 0.01
@@ -374,7 +376,7 @@ def _load_manifest(root: Path, res: AuditResult) -> bundle_pb2.BundleManifest | 
     return manifest
 
 
-def _check_signature(root: Path, manifest, res: AuditResult, pinned: bytes | None) -> None:
+def _check_signature(root: Path, manifest, res: AuditResult, pinned: bytes | None, strict: bool = False) -> None:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -400,13 +402,18 @@ def _check_signature(root: Path, manifest, res: AuditResult, pinned: bytes | Non
     elif pinned is not None:
         res.checks.append(Check("signature:manifest", PASS, f"signed by the coordinator key you pinned, {_short(key)}"))
     else:
-        res.checks.append(Check("signature:manifest", WARN, (
+        res.checks.append(Check("signature:manifest", FAIL if strict else WARN, (
             f"signed by coordinator key {_short(key)}, which you did not pin: this shows the bundle is unchanged since "
             "it was signed, not who signed it (pin the coordinator's published key with --coordinator-key)")))
 
 
-def _check_trust(manifest, res: AuditResult, trusted: set[str]) -> None:
+def _check_trust(manifest, res: AuditResult, trusted: set[str] | None, strict: bool = False) -> None:
     present = {n.node_id: _node_label(n) for n in manifest.nodes}
+    if trusted is None:
+        res.checks.append(Check("nodes:trusted", FAIL if strict else WARN, (
+            f"you pinned no node ids: the {len(present)} node(s) are whoever holds their keys, not necessarily the "
+            "communities you know (pin their published ids with --trust-node)")))
+        return
     unknown = [f"node {label} ({_short(nid)}) is not one you trust: its key was not pinned"
                for nid, label in sorted(present.items()) if nid not in trusted]
     missing = sorted(t for t in trusted if t not in present)
@@ -447,8 +454,8 @@ def _check_files(root: Path, manifest, res: AuditResult) -> None:
                       if p.is_file() and str(p.relative_to(root)) not in listed
                       and str(p.relative_to(root)) not in ("manifest.pb", "manifest.json", "manifest.sig"))
     if unlisted:
-        res.checks.append(Check("files:unlisted", WARN, f"{len(unlisted)} file(s) in the bundle are not in the manifest "
-                                "(not covered by any hash)", problems=unlisted))
+        res.checks.append(Check("files:unlisted", FAIL, f"{len(unlisted)} file(s) in the bundle are not in the signed "
+                                f"manifest, so nothing vouches for them: {unlisted[0]}", problems=unlisted))
 
 
 def _node_label(node) -> str:
@@ -720,6 +727,13 @@ def _check_rounds(root: Path, manifest, idx, nodes_by_id, res: AuditResult) -> N
     model_sources = {(s.node_id, s.ledger_seq, bytes(s.ledger_entry_hash))
                      for a in manifest.artifacts if a.path.startswith("model/") for s in a.sources}
     probs, n = [], 0
+    has_model = any(a.path.startswith("model/") for a in manifest.artifacts) or any(
+        f.path.startswith("model/") for f in manifest.files)
+    applied = [r for r in rounds if isinstance(r, dict) and r.get("applied", True) and r.get("contributors")]
+    if applied and not has_model:
+        probs.append(f"{len(applied)} round(s) were applied but the bundle publishes no model")
+    if has_model and not applied:
+        probs.append("the bundle publishes a model, but no round was applied: nothing trained it")
     for r in rounds:
         for c in r.get("contributors", []):
             n += 1
@@ -760,9 +774,8 @@ def verify_bundle(path, *, policies: dict | None = None, strict: bool = False, c
     if manifest is None:
         res.seconds = time.perf_counter() - t0
         return res
-    _check_signature(root, manifest, res, coordinator_key)
-    if trusted_nodes is not None:
-        _check_trust(manifest, res, set(trusted_nodes))
+    _check_signature(root, manifest, res, coordinator_key, strict)
+    _check_trust(manifest, res, None if trusted_nodes is None else set(trusted_nodes), strict)
     _check_files(root, manifest, res)
     exports = {}
     if not manifest.nodes:

@@ -344,7 +344,9 @@ def test_pinned_coordinator_key_and_trusted_nodes_verify(federation, tmp_path):
     bundle, nodes = federation
     res = verify_bundle(bundle)  # unpinned: the signature holds, but says nothing about who signed
     assert res.ok and res.check("signature:manifest").status == WARN and "did not pin" in res.check("signature:manifest").message
-    assert res.check("nodes:trusted") is None
+    assert res.check("nodes:trusted").status == WARN and "pinned no node ids" in res.check("nodes:trusted").message
+    strict = verify_bundle(bundle, strict=True)  # strict: identities that cannot be established fail
+    assert {"signature:manifest", "nodes:trusted"} <= {c.name for c in strict.failures}
     res = verify_bundle(bundle, coordinator_key=COORDINATOR_PUB, trusted_nodes={n.node_id for n in nodes})
     assert res.ok, "\n".join(res.summary_lines())
     assert res.check("signature:manifest").status == PASS and res.check("nodes:trusted").status == PASS
@@ -357,6 +359,10 @@ def test_pinned_coordinator_key_and_trusted_nodes_verify(federation, tmp_path):
         assert r.exit_code == 0 and "PASS signature:manifest" in r.output and "PASS nodes:trusted" in r.output, r.output
     r = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--coordinator-key", "abc"])
     assert r.exit_code == 2 and "--coordinator-key" in r.output
+    private = tmp_path / "coordinator.key"
+    private.write_text("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\n-----END PRIVATE KEY-----\n")
+    r = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--coordinator-key", str(private)])
+    assert r.exit_code == 2 and "PRIVATE key" in r.output and "coordinator.key.pub" in r.output
     r = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--trust-node", "community-0"])
     assert r.exit_code == 2 and "not a node id" in r.output
 
@@ -382,6 +388,26 @@ def test_bundle_resigned_with_another_key(bundle):
     save_manifest(bundle, m, key=other)
     assert verify_bundle(bundle).ok  # self-consistent: an unpinned key proves nothing about who signed
     assert_caught(verify_bundle(bundle, coordinator_key=COORDINATOR_PUB), "signature:manifest", "not the key you pinned")
+
+
+def test_file_added_to_the_bundle(bundle):
+    """Files the signed manifest does not list are vouched for by nobody (e.g. a model slipped in)."""
+    (bundle / "model" / "better-model.safetensors").write_bytes(b"\0" * 64)
+    assert_caught(verify_bundle(bundle, coordinator_key=COORDINATOR_PUB), "files:unlisted", "better-model.safetensors")
+
+
+def test_model_withdrawn_from_a_trained_bundle(bundle):
+    """Rounds were applied, so a model must be published: one that vanished from the manifest fails."""
+    m = load_manifest(bundle)
+    keep = [f for f in m.files if not f.path.startswith("model/")]
+    del m.files[:]
+    m.files.extend(keep)
+    arts = [a for a in m.artifacts if not a.path.startswith("model/")]
+    del m.artifacts[:]
+    m.artifacts.extend(arts)
+    save_manifest(bundle, m)
+    shutil.rmtree(bundle / "model")
+    assert_caught(verify_bundle(bundle), "rounds", "publishes no model")
 
 
 def test_unsigned_manifest(bundle):

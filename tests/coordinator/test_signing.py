@@ -35,3 +35,24 @@ def test_wrong_key_files_are_named(tmp_path):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     with pytest.raises(ValueError, match="ec.key: the coordinator key must be Ed25519"):
         load_or_create_key(ec)
+
+
+def test_existing_key_gets_its_public_key_file_and_a_stale_one_is_refused(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = tmp_path / "operator.key"
+    key = Ed25519PrivateKey.generate()
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    loaded, created = load_or_create_key(path)  # an operator's own key: KEY.pub is written for auditors
+    assert not created and (tmp_path / "operator.key.pub").read_text().strip() == public_key_bytes(key).hex()
+    (tmp_path / "operator.key.pub").write_text("ab" * 32 + "\n")
+    with pytest.raises(ValueError, match="operator.key.pub does not hold operator.key's public key"):
+        load_or_create_key(path)
+    enc = tmp_path / "enc.key"
+    enc.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.BestAvailableEncryption(b"pw")))
+    with pytest.raises(ValueError, match="enc.key: the key is encrypted"):
+        load_or_create_key(enc)
+    with pytest.raises(ValueError, match="not a key file"):
+        load_or_create_key(tmp_path)

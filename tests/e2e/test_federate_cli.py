@@ -77,4 +77,7 @@ def test_coordinator_query_cli_writes_statistics_and_a_signed_bundle(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go"}) + "\n")
     r = CliRunner().invoke(cli, ["model", "eval", "--model", out["bundle"], "--data", str(data), "--json"])
-    assert r.exit_code != 0 and "carries no model" in r.output
+    assert r.exit_code != 0 and "lists no model" in r.output
+    # a bundle goes into an empty directory: a second run into it is refused before anything runs
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code != 0 and "the bundle directory is not empty" in r.output
