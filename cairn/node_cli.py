@@ -246,7 +246,8 @@ def report(dir: Path, out: Path | None) -> None:
               help="Where the planted rule lives: a hidden direction in a featurizer's space, or text properties.")
 @click.option("--arena-models", type=int, default=0,
               help="Instead: contributors judge battles between this many named models whose Bradley-Terry strengths "
-                   "are planted (seed --rule-seed, shared by communities), over real text.")
+                   "are planted (seed --rule-seed, shared by communities; battles seeded by --community-seed), over "
+                   "real text. Uses only --contributors and the two seeds.")
 @click.option("--arena-truth", type=click.Path(path_type=Path), default=None,
               help="With --arena-models: write the planted strengths (JSON) here.")
 @friendly
@@ -268,6 +269,9 @@ def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise
     if arena_models:
         if arena_models < 2:
             raise click.BadParameter("an arena needs at least 2 models", param_hint="--arena-models")
+        if test_out:  # arena judges have no planted text rule to hold out; the truth is --arena-truth
+            raise click.BadParameter("--test-out is for planted-rule communities; an arena writes --arena-truth",
+                                     param_hint="--test-out")
         strengths = planted_models(arena_models, rule_seed, prefix="arena-model")
         battles = arena_battles(n, strengths, community_seed, contributor_prefix=f"{name}-u")
         recs = arena_records(battles, train, community_seed, name)
@@ -278,6 +282,7 @@ def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise
         finally:
             store.close()
         if arena_truth:
+            arena_truth.parent.mkdir(parents=True, exist_ok=True)
             arena_truth.write_text(json.dumps({"planted_strengths": strengths, "scale": "natural log odds"}, indent=2) + "\n")
         click.echo(f"{name}: {n} synthetic contributors, {added} battles between {arena_models} models of planted strength")
         return

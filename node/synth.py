@@ -21,7 +21,7 @@ them with `synth_records(..., label="rule")` over a held-out text pool (`split_p
 
 Synthetic arenas (`arena_battles`, `arena_records`): contributors judge battles between named
 models whose planted Bradley-Terry strengths make the true leaderboard known, for the DP
-leaderboard (bench/leaderboard.py, `cairn node synth --arena`, the demo).
+leaderboard (bench/leaderboard.py, `cairn node synth --arena-models`, the demo).
 
 Everything is a pure function of its arguments (seeded `numpy.random.Generator`s, BLAKE2b for
 word weights): same inputs, same Records.
@@ -381,10 +381,11 @@ def arena_records(battles: Sequence[tuple[str, str, str, str]], texts: Sequence[
     out = []
     for k, (who, ma, mb, outcome) in enumerate(battles):
         g = groups[int(rng.integers(len(groups)))]
-        a, b = rng.choice(len(g.responses), size=2, replace=False)
+        texts_g = list(dict.fromkeys(g.responses))  # distinct texts: two models never give the same answer
+        a, b = rng.choice(len(texts_g), size=2, replace=False)
         out.append(Record(
             source="synth-arena", key=f"{community}-arena-{k:06d}", prompt=[Message("user", g.prompt)],
-            responses=[Response(g.responses[int(a)], ma), Response(g.responses[int(b)], mb)],
+            responses=[Response(texts_g[int(a)], ma), Response(texts_g[int(b)], mb)],
             feedback=[Feedback("pairwise", who, {"a": 0, "b": 1, "outcome": outcome, "strength": 1.0})],
             owner=who, language="en", meta={"community": community, "synthetic": True},
         ))

@@ -35,7 +35,9 @@ def test_probe_noise_off_bound_is_large():
     res = json.loads(r.output)
     print("noise off:", res)
     assert res["noise_multiplier"] == 0 and math.isinf(res["claimed_epsilon"])
-    assert res["epsilon_lower_bound"] >= 1.0  # members are plainly visible without noise
+    # members are plainly visible without noise (deterministic: no noise, seeded sampling): 2.2,
+    # well above anything the noise-on run reaches (< 1.5 but for ~3e-6 of runs)
+    assert res["epsilon_lower_bound"] >= 2.0
 
 
 def test_probe_noise_on_bound_stays_under_claim():
