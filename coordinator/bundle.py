@@ -39,11 +39,8 @@ FORMAT = "cairn-bundle/2"  # /2: the manifest is signed (manifest.sig)
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_bundle(out: Path, head, model_cfg: dict, rounds: list[dict], ledgers: dict[str, bytes], infos: list[dict],

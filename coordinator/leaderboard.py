@@ -37,6 +37,7 @@ drawn from a seeded numpy generator so the published intervals are reproducible.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
@@ -142,8 +143,10 @@ def components(cells: dict[tuple[str, str], np.ndarray], models: list[str]) -> l
         if a in parent and b in parent:
             parent[find(a)] = find(b)
     roots = [find(m) for m in models]
-    order = sorted(set(roots), key=lambda r: (-roots.count(r), min(m for m, x in zip(models, roots) if x == r)))
-    number = {r: i + 1 for i, r in enumerate(order)}
+    size, first = Counter(roots), {}
+    for m, r in sorted(zip(models, roots)):
+        first.setdefault(r, m)  # each component's alphabetically first model breaks ties in size
+    number = {r: i + 1 for i, r in enumerate(sorted(size, key=lambda r: (-size[r], first[r])))}
     return [number[r] for r in roots]
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -260,9 +262,6 @@ def run_query_phase(grid: Grid, nodes: list[int], infos: dict[int, dict], cfg: F
 def refusal_summary(refused: dict[str, str]) -> str:
     """' (by privacy.allowed_releases: 3, privacy.min_contributors: 1)': refusals grouped by the policy
     rule each names (statistics.json keeps every node's full reason)."""
-    import re
-    from collections import Counter
-
     rules = Counter((m.group(1) if (m := re.search(r"policy rule ([\w.]+)", why)) else "other") for why in refused.values())
     return f" (by {', '.join(f'{k}: {v}' for k, v in sorted(rules.items()))})" if rules else ""
 
