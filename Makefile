@@ -22,6 +22,8 @@ demo: $(STAMP)
 	$(BIN)/cairn demo
 
 test: $(STAMP) browser
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Debian's chromium renders the audit report in a test; installed when missing and we are root.

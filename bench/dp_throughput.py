@@ -7,13 +7,13 @@ differences are per-contributor clipping, Gaussian noise and Poisson sampling. R
 table reports pairs/s at the MEDIAN step time, which is robust to the bursts of CPU contention of
 shared machines.
 
-    .venv/bin/python bench/dp_throughput.py [--contributors 4096] [--pairs 8] [--batch 256]
-        [--steps 25] [--rounds 6] [--combine r|r_pr] [--modes ghost,ghost-fast-norm,hooks]
+    .venv/bin/python bench/dp_throughput.py [--quick] [--contributors 4096] [--pairs 8] [--batch 256]
+        [--steps 25] [--rounds 6] [--combine r|r_pr] [--modes ghost,hooks]
 
-Examples = (chosen, rejected) pairs. Default head: 384 -> 256 -> 1 (combine="r");
---combine r_pr uses the default reward-model input [r, p*r] (768 -> 256 -> 1).
-Modes: ghost = Opacus ghost clipping (train_dp's default); ghost-fast-norm = the same with
-node.dp_training's exact Linear norm sampler (fast_norm=True); hooks = per-sample gradients.
+Examples = (chosen, rejected) pairs. Default head: 384 -> 256 -> 1 (combine="r"; hidden width, pairs per
+contributor and clipping norm from model.training_config); --combine r_pr uses the default reward-model
+input [r, p*r] (768 -> 256 -> 1). Modes: ghost = Opacus ghost clipping (train_dp's default);
+hooks = per-sample gradients. --quick: a smoke run (1,024 contributors, 2 rounds x 10 steps).
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
-from node.dp_training import contributor_tensors_from_arrays, train_dp, train_nonprivate
-from node.reward_model import RewardHead
+from model.reward_model import RewardHead
+from model.training_config import TRAINING
+from node.dpsgd import contributor_tensors_from_arrays, train_dp, train_nonprivate
 
 
 def make_data(n: int, pairs: int, dim: int, seed: int = 0):
+    """`n` contributors with `pairs` random pairs each over 4n random unit feature vectors."""
     rng = np.random.default_rng(seed)
     U = 4 * n
     X = rng.normal(size=(U, dim)).astype(np.float32)
@@ -43,19 +45,22 @@ def make_data(n: int, pairs: int, dim: int, seed: int = 0):
 
 
 def main(argv=None) -> int:
+    """Run the interleaved timings and print the table (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--contributors", type=int, default=4096)
-    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--pairs", type=int, default=TRAINING.max_pairs_per_contributor)
     ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--hidden", type=int, default=TRAINING.hidden)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=25, help="steps per timed run")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--combine", default="r", choices=["r", "r_pr"])
-    ap.add_argument("--modes", default="ghost,ghost-fast-norm,hooks",
-                    help="comma-separated DP modes: ghost, ghost-fast-norm, hooks")
+    ap.add_argument("--modes", default="ghost,hooks", help="comma-separated DP modes: ghost, hooks")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1,024 contributors, 2 rounds x 10 steps")
     a = ap.parse_args(argv)
+    if a.quick:
+        a.contributors, a.rounds, a.steps = 1024, 2, 10
     warnings.filterwarnings("ignore")
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -71,9 +76,8 @@ def main(argv=None) -> int:
         if name == "non-private":
             train_nonprivate(h, data, steps=steps, batch_size=a.batch, seed=None, step_times=sink)
             return
-        mode, fast = (name[: -len("-fast-norm")], True) if name.endswith("-fast-norm") else (name, False)
-        train_dp(h, data, noise_multiplier=1.0, max_grad_norm=1.0, sampling_probability=q, steps=steps,
-                 grad_sample_mode=mode, fast_norm=fast, step_times=sink)
+        train_dp(h, data, noise_multiplier=1.0, max_grad_norm=TRAINING.max_grad_norm, sampling_probability=q, steps=steps,
+                 grad_sample_mode=name, step_times=sink)
 
     for name in names:  # warm-up, untimed
         run(name, 3, [])

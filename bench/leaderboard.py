@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,17 +28,17 @@ sys.path.insert(0, str(ROOT))
 
 from coordinator.leaderboard import bt_scores, cells_from_items, kendall_tau, post_process  # noqa: E402
 from node.queries import battle_rows, dp_answer, exact_counts, partitions  # noqa: E402
-from node.synth import arena_battles, arena_models  # noqa: E402
+from node.synth import arena_battles, arena_models, default_data_dir  # noqa: E402
 
 DELTA = 1e-6
-SHARED = Path(os.environ.get("CAIRN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def node_of(contributor: str, n: int) -> int:
+    """The node (0..n-1) a contributor belongs to: a stable hash of the id, so one person is in one community."""
     return int(hashlib.sha256(contributor.encode()).hexdigest()[:8], 16) % n
 
 
-def shipped_nodes(data: Path = SHARED) -> dict[str, tuple[list[list], list[str]]]:
+def shipped_nodes(data: Path) -> dict[str, tuple[list[list], list[str]]]:
     """Battle rows per node: Tulu-1 split over 2 nodes by evaluator (16 people), PandaLM on a third
     (3 annotators). Their models never meet, so each is its own leaderboard (a joint fit could not
     order models across the two)."""
@@ -56,7 +55,7 @@ def shipped_nodes(data: Path = SHARED) -> dict[str, tuple[list[list], list[str]]
 
 
 def synthetic_arena(n_models: int = 24, n_contributors: int = 6000, n_nodes: int = 5, seed: int = 7):
-    """The synthetic arena of node/synth.py (planted Bradley-Terry strengths, ties 20%, both-bad 5%,
+    """The synthetic arena of node/synth/arena.py (planted Bradley-Terry strengths, ties 20%, both-bad 5%,
     1-12 battles per contributor), its contributors dealt round-robin to `n_nodes` nodes."""
     strengths = arena_models(n_models, seed)
     nodes: list[list] = [[] for _ in range(n_nodes)]
@@ -66,6 +65,7 @@ def synthetic_arena(n_models: int = 24, n_contributors: int = 6000, n_nodes: int
 
 
 def dp_scores(nodes: list[list], params: dict, epsilon: float) -> dict[str, float]:
+    """Bradley-Terry scores fitted on the nodes' DP battle counts, summed, at `epsilon` per node."""
     keys = partitions("battle_counts", params)
     pooled = np.zeros(len(keys))
     var = 0.0
@@ -78,11 +78,13 @@ def dp_scores(nodes: list[list], params: dict, epsilon: float) -> dict[str, floa
 
 
 def exact_scores(nodes: list[list], params: dict) -> dict[str, float]:
+    """Bradley-Terry scores fitted on the exact, unbounded battle counts of all nodes."""
     counts = exact_counts("battle_counts", [r for rows in nodes for r in rows], params)
     return bt_scores(post_process(cells_from_items(counts.items()), 0.0))
 
 
 def run(name: str, nodes, models, bounds, trials: int, epsilons=(1.0, 8.0)) -> list[dict]:
+    """Kendall tau between the DP and the exact leaderboard, per epsilon, over `trials` noise draws."""
     import json
 
     params = {"models": json.dumps(models), "max_partitions": str(bounds[0]), "max_rows_per_partition": str(bounds[1])}
@@ -97,14 +99,16 @@ def run(name: str, nodes, models, bounds, trials: int, epsilons=(1.0, 8.0)) -> l
 
 
 def main(argv=None) -> int:
+    """Print the table; exit 1 when the synthetic arena's tau at epsilon 8 falls below 0.9."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=10)
     args = ap.parse_args(argv)
     t0 = time.time()
     rows = []
-    if SHARED.is_dir():
+    data = default_data_dir()
+    if data.is_dir():
         # few, prolific annotators: every cell, up to 8 battles per cell per person
-        for name, (nodes, models) in shipped_nodes().items():
+        for name, (nodes, models) in shipped_nodes(data).items():
             rows += run(name, nodes, models, (4 * len(models) * (len(models) - 1) // 2, 8), args.trials)
     nodes, models = synthetic_arena()
     rows += run("synthetic-arena", nodes, models, (6, 1), args.trials)

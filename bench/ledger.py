@@ -10,9 +10,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from privacy.audit.ledgers import verify_ledger
 from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent
 from privacy.ledger import Ledger
-from privacy.verify import verify_ledger
 
 
 def main() -> None:

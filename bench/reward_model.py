@@ -1,6 +1,6 @@
 """Reward-model benchmark: does pooling help, and what does DP cost?  Prints one table.
 
-Three synthetic communities (node/synth.py: real prompts and responses from ../shared/data,
+Three synthetic communities (node/synth/: real prompts and responses from ../shared/data,
 pairwise preferences of N contributors each following a planted, community-specific rule) are
 trained and scored on held-out rule-labelled pairs whose prompts no contributor saw:
 
@@ -31,12 +31,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore")
 
-from node.dp_training import ContributorTensors, contributor_tensors_from_arrays, pair_accuracy, train_dp, train_nonprivate  # noqa: E402
-from node.features import HashedNgramFeaturizer, MiniLMFeaturizer  # noqa: E402
+from model.features import featurizer_for  # noqa: E402
+from model.presets import PRESETS, preset_config  # noqa: E402
+from model.reward_model import RewardHead, state_to_vector, vector_to_state  # noqa: E402
+from model.training_config import TRAINING  # noqa: E402
+from node.dpsgd import ContributorTensors, contributor_tensors_from_arrays, pair_accuracy, train_dp, train_nonprivate  # noqa: E402
 from node.pairs import group_by_contributor, pairs_from_records  # noqa: E402
-from node.reward_model import RewardHead, state_to_vector, vector_to_state  # noqa: E402
 from node.synth import load_text_pool, split_pool, synth_records  # noqa: E402
-from privacy.accountant import noise_multiplier_for  # noqa: E402
+from privacy.accounting.calibration import noise_multiplier_for  # noqa: E402
 
 DELTA = 1e-6
 
@@ -50,10 +52,12 @@ class TableFeatures:
         self.row = {t: i for i, t in enumerate(texts)}
 
     def encode(self, texts):
+        """Rows of the precomputed table for `texts`."""
         return self.F[[self.row[t] for t in texts]]
 
 
 def tensors(records, feats: TableFeatures, max_pairs: int) -> ContributorTensors:
+    """Contributor tensors of `records` over the precomputed table."""
     groups = group_by_contributor(pairs_from_records(records))
     rows = [[(feats.row[p.prompt], feats.row[p.chosen], feats.row[p.rejected], p.target, p.weight) for p in ps]
             for ps in groups.values()]
@@ -61,6 +65,7 @@ def tensors(records, feats: TableFeatures, max_pairs: int) -> ContributorTensors
 
 
 def accuracy(head, tests) -> float:
+    """Mean pair accuracy over the test sets."""
     return float(np.mean([pair_accuracy(head, t) for t in tests]))
 
 
@@ -105,16 +110,17 @@ def throughput(data: ContributorTensors, hidden: int, steps: int = 30) -> tuple[
 
 
 def main() -> None:
+    """Run the benchmark and print the table (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--contributors", type=int, default=2000)
-    ap.add_argument("--pairs", type=int, default=8)
-    ap.add_argument("--features", choices=["hashed", "minilm"], default="hashed")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--local-steps", type=int, default=100)
-    ap.add_argument("--clip", type=float, default=0.02)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--batch", type=int, default=400)
-    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--pairs", type=int, default=TRAINING.max_pairs_per_contributor)
+    ap.add_argument("--features", choices=sorted(PRESETS), default="hashed")
+    ap.add_argument("--rounds", type=int, default=TRAINING.rounds)
+    ap.add_argument("--local-steps", type=int, default=TRAINING.local_steps)
+    ap.add_argument("--clip", type=float, default=TRAINING.max_grad_norm)
+    ap.add_argument("--lr", type=float, default=TRAINING.lr)
+    ap.add_argument("--batch", type=int, default=TRAINING.expected_batch)
+    ap.add_argument("--hidden", type=int, default=TRAINING.hidden)
     ap.add_argument("--epsilons", default="1,3,8")
     ap.add_argument("--quick", action="store_true", help="only non-private and federated DP at epsilon 8")
     ap.add_argument("--flower", action="store_true", help="also time rounds in the Flower Simulation Engine")
@@ -129,7 +135,7 @@ def main() -> None:
     t0 = time.time()
     pool = load_text_pool()
     train, test = split_pool(pool)
-    featurizer = HashedNgramFeaturizer(384) if a.features == "hashed" else MiniLMFeaturizer()
+    featurizer = featurizer_for(a.features)
     texts = sorted({t for g in pool for t in ("user: " + g.prompt, *g.responses)})
     feats = TableFeatures(featurizer, texts)
     comms = [1, 2, 3]
@@ -185,11 +191,11 @@ def print_round_times(simulation: bool, deployment: bool) -> None:
     rounds: per round = (t3 - t1) / 2, the rest is start-up, hello and ledger collection."""
     import tempfile
 
-    from cairn.federate import run_simulation_federation
     from coordinator.server_app import FederationConfig
+    from coordinator.simulation import run_simulation_federation
     from tests.e2e.conftest import make_community
 
-    hashed = {"name": "hashed-ngram", "dim": 384}
+    hashed = preset_config("hashed")
     print(f"\n{'engine':<44} {'secagg':>7} {'s per round':>12} {'fixed s':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         nodes = [make_community(Path(tmp) / f"n{i}", f"c{i}", i, n_contributors=200) for i in range(3)]

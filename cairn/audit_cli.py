@@ -67,6 +67,7 @@ def _trusted(values) -> set[str] | None:
 
 
 def pinning_options(f):
+    """The --coordinator-key and --trust-node options, shared by `verify` and `report`."""
     f = click.option("--trust-node", "trust_nodes", multiple=True, metavar="NODE_ID",
                      help="A node id you trust (SHA-256 of its ledger key, published by its community); every node "
                           "in the bundle must be one of them. Repeatable.")(f)
@@ -112,7 +113,7 @@ def verify(bundle: Path, as_json: bool, policy, strict: bool, coordinator_key, t
 def report(bundle: Path, out: Path, policy, coordinator_key, trust_nodes) -> None:
     """Write a self-contained HTML audit report of BUNDLE."""
     from privacy.audit import verify_bundle
-    from privacy.audit_report import render_audit_html
+    from privacy.reports.audit_report import render_audit_html
 
     _quiet_absl()
     res = verify_bundle(bundle, policies=_policies(policy), coordinator_key=_coordinator_key(coordinator_key),

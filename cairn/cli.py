@@ -6,6 +6,9 @@
     cairn audit ...        the auditor (privacy/ only)
     cairn federate ...     a federation over node directories on this machine
     cairn demo             the whole story end to end on shipped data
+
+Each command module parses its options, calls one function of the package that owns the work and
+prints the result. The process environment is set here once, in `main()`, not on import.
 """
 
 from __future__ import annotations
@@ -15,9 +18,15 @@ import sys
 
 import click
 
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from cairn.audit_cli import audit
+from cairn.coordinator_cli import coordinator, leaderboard
+from cairn.demo import demo
+from cairn.federate import federate
+from cairn.model_cli import model
+from cairn.node_cli import node
+
+# No telemetry, no downloads: Flower and Hugging Face read these when they are first imported.
+OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,28 +35,14 @@ def cli() -> None:
     """Cairn: federated, privacy-preserving open human feedback."""
 
 
-from cairn.demo import demo  # noqa: E402
-from cairn.federate import federate  # noqa: E402
-from cairn.model_cli import model  # noqa: E402
-from cairn.node_cli import node  # noqa: E402
-
-cli.add_command(node)
-cli.add_command(model)
-cli.add_command(federate)
-cli.add_command(demo)
-
-from cairn.coordinator_cli import coordinator, leaderboard  # noqa: E402
-
-cli.add_command(coordinator)
-cli.add_command(leaderboard)
-
-
-from cairn.audit_cli import audit  # noqa: E402
-
-cli.add_command(audit)
+for _command in (node, model, federate, demo, coordinator, leaderboard, audit):
+    cli.add_command(_command)
 
 
 def main() -> None:
+    """The `cairn` console script: offline settings (unless already set), then the command; Ctrl-C exits 130."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
     try:
         cli(standalone_mode=True)
     except KeyboardInterrupt:

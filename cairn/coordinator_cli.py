@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from cairn.errors import friendly
-
-QUERY_CHOICES = ["battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback"]
+from protos.bundle import LEADERBOARD, STATISTICS
+from protos.wire import QUERY_KINDS
 
 
 @click.group()
@@ -21,7 +21,7 @@ def coordinator() -> None:
 @coordinator.command()
 @click.option("--node-dir", "node_dirs", multiple=True, required=True, type=click.Path(path_type=Path),
               help="A node directory (repeat for each community).")
-@click.option("--query", "queries", multiple=True, required=True, type=click.Choice(QUERY_CHOICES),
+@click.option("--query", "queries", multiple=True, required=True, type=click.Choice(QUERY_KINDS),
               help="A query kind (repeat for several).")
 @click.option("--epsilon", default=1.0, show_default=True, help="Epsilon each query asks of each node (nodes cap it).")
 @click.option("--model", "models", multiple=True, help="Public model names to count (default: the public list).")
@@ -38,15 +38,16 @@ def coordinator() -> None:
 def query(node_dirs, queries, epsilon, models, languages, dimensions, secagg, out, coordinator_key, as_json) -> None:
     """Run DP aggregate queries (no training) over node directories and write a bundle with
     statistics.json, leaderboard.json/.png (for battle_counts) and datacard.md."""
-    from cairn.federate import run_simulation_federation
     from coordinator.server_app import FederationConfig
+    from coordinator.simulation import run_simulation_federation
+    from node.client_app import app as client_app
 
-    cfg = FederationConfig(out=str(out), rounds=0, featurizer={"name": "hashed-ngram", "dim": 384},
-                           queries=list(queries), query_epsilon=epsilon, query_models=list(models) or None,
-                           query_languages=list(languages) or None, query_dimensions=list(dimensions) or None,
-                           query_secagg=secagg, coordinator_key=str(coordinator_key or ""))
-    summary = run_simulation_federation(list(node_dirs), cfg)
-    stats = json.loads((Path(summary["bundle"]) / "statistics.json").read_text())
+    cfg = FederationConfig(out=str(out), rounds=0, queries=list(queries), query_epsilon=epsilon,
+                           query_models=list(models) or None, query_languages=list(languages) or None,
+                           query_dimensions=list(dimensions) or None, query_secagg=secagg,
+                           coordinator_key=str(coordinator_key or ""))
+    summary = run_simulation_federation(list(node_dirs), cfg, client_app)
+    stats = json.loads((Path(summary["bundle"]) / STATISTICS).read_text())
     if as_json:
         click.echo(json.dumps({"bundle": summary["bundle"], "coordinator_public_key": summary["coordinator_public_key"],
                                "statistics": stats}, indent=2))
@@ -57,8 +58,8 @@ def query(node_dirs, queries, epsilon, models, languages, dimensions, secagg, ou
                    f"noise sd per pooled cell {q['pooled_noise_sd_per_cell']:.2f}")
         for nid, why in q["refused"].items():
             click.echo(f"  refused by {nid[:12]}: {why}")
-    if (Path(summary["bundle"]) / "leaderboard.json").exists():
-        _print_board(json.loads((Path(summary["bundle"]) / "leaderboard.json").read_text()))
+    if (Path(summary["bundle"]) / LEADERBOARD).exists():
+        _print_board(json.loads((Path(summary["bundle"]) / LEADERBOARD).read_text()))
 
 
 def _print_board(board: dict, community: str | None = None) -> None:
@@ -88,7 +89,7 @@ def _print_board(board: dict, community: str | None = None) -> None:
 @friendly
 def leaderboard(bundle: Path, community: str | None, as_json: bool) -> None:
     """Print the DP leaderboard of a release bundle (Bradley-Terry, intervals include DP noise)."""
-    path = bundle / "leaderboard.json"
+    path = bundle / LEADERBOARD
     if not path.exists():
         raise click.ClickException(f"{bundle}: no leaderboard.json (the federation ran no battle_counts query)")
     board = json.loads(path.read_text())

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -27,17 +26,13 @@ from pathlib import Path
 import click
 
 from cairn.errors import friendly
+from model.presets import PRESETS, preset_config
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 ARENA_MODELS = 8  # models of planted strength in the synthetic arena community ...
 ARENA_CONTRIBUTORS = 3000  # ... and its judges: ~400 battles per model pair, far above the noise threshold
 # The models the shipped communities judged: the coordinator asks about these public names only.
 DEMO_MODELS = ["tulu_65B", "tulu_7B", "tulu_human_only_65B", "chatgpt",
                "bloom-7b", "cerebras-gpt-6.7B", "llama-7b", "opt-7b", "pythia-6.9b"]
-
-
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("CAIRN_SHARED_DATA", SHARED))
 
 
 def _title(text: str) -> None:
@@ -49,7 +44,7 @@ def _title(text: str) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
 @click.option("--contributors", default=2000, show_default=True, help="Synthetic contributors per community.")
 @click.option("--rounds", default=3, show_default=True)
-@click.option("--features", type=click.Choice(["minilm", "hashed"]), default="minilm", show_default=True)
+@click.option("--features", type=click.Choice(list(PRESETS)), default="minilm", show_default=True)
 @friendly
 def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     """The whole story on shipped data: import, consent, withdrawal, federation, bundle."""
@@ -57,12 +52,13 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
 
     from click.testing import CliRunner
 
-    from node.node_dir import NodeDir
-    from privacy.policy import RELEASE_KINDS
-
     from cairn.cli import cli
-    from cairn.federate import FEATURIZERS, run_simulation_federation
     from coordinator.server_app import FederationConfig
+    from coordinator.simulation import run_simulation_federation
+    from node.client_app import app as client_app
+    from node.node_dir import NodeDir
+    from protos.bundle import read_rounds
+    from protos.wire import QUERY_KINDS
 
     def cairn(*args: object) -> str:
         res = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
@@ -71,7 +67,9 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
         return res.stdout  # stderr (progress bars) stays out of parsed output
 
     t0 = time.time()
-    data = shared_data_dir()
+    from node.synth import default_data_dir
+
+    data = default_data_dir()
     if not data.is_dir():
         raise click.ClickException(f"shipped data not found at {data} (set CAIRN_SHARED_DATA)")
     if out.exists():
@@ -88,7 +86,7 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     ]
     # These communities share statistics only (their policies do not release model updates), and
     # accept releases drawn on as few as 3 members; qa-feedback keeps the default minimum of 20.
-    stats_only = tuple(k for k in RELEASE_KINDS if k != "train")
+    stats_only = QUERY_KINDS
     for name, path, extra in real:
         cairn("node", "init", out / name, "--name", name)
         if name != "qa-feedback":
@@ -113,30 +111,29 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
         nd = NodeDir(out / name)  # these communities contribute to the model only
         replace(nd.policy(), allowed_releases=("train",)).save(nd.policy_path)
         click.echo(cairn("node", "synth", out / name, "--contributors", contributors, "--community-seed", i,
-                         "--rule-space", features, "--test-out", out / f"{name}-test.jsonl").strip())
+                         "--rule-space", features, "--test-out", out / f"{name}-test.jsonl", "--data", data).strip())
         synthetic.append(name)
     arena = "arena-judges"
     cairn("node", "init", out / arena, "--name", arena)
     nd = NodeDir(out / arena)  # shares battle counts only
     replace(nd.policy(), allowed_releases=("battle_counts",), max_query_epsilon=2.0).save(nd.policy_path)
     click.echo(cairn("node", "synth", out / arena, "--contributors", ARENA_CONTRIBUTORS, "--arena-models", ARENA_MODELS,
-                     "--community-seed", 7, "--arena-truth", out / "arena-truth.json").strip())
+                     "--community-seed", 7, "--arena-truth", out / "arena-truth.json", "--data", data).strip())
     planted = json.loads((out / "arena-truth.json").read_text())["planted_strengths"]
 
     _title(f"3. Federation: {rounds} rounds of user-level DP-SGD under SecAgg+ ({features} features), then DP statistics")
     nodes = [out / n for n, _, _ in real] + [out / n for n in synthetic] + [out / arena]
-    cfg = FederationConfig(out=str(out / "bundle"), rounds=rounds, featurizer=FEATURIZERS[features], secagg=True,
+    cfg = FederationConfig(out=str(out / "bundle"), rounds=rounds, featurizer=preset_config(features), secagg=True,
                            epsilon=8.0, federation_id=f"demo-{int(time.time())}",
-                           queries=["battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback"],
-                           query_epsilon=2.0, query_models=DEMO_MODELS + sorted(planted),
+                           queries=list(QUERY_KINDS), query_epsilon=2.0, query_models=DEMO_MODELS + sorted(planted),
                            coordinator_key=str(out / "coordinator" / "coordinator.key"))
     click.echo(f"(Flower Simulation Engine: {len(nodes)} virtual SuperNodes; a few minutes on two cores)")
-    summary = run_simulation_federation(nodes, cfg)
-    rounds_log = json.loads((out / "bundle" / "rounds.json").read_text())
+    summary = run_simulation_federation(nodes, cfg, client_app)
+    rounds_log = read_rounds(out / "bundle").rounds
     for r in rounds_log:
-        click.echo(f"round {r['round']}: {len(r['contributors'])} nodes' updates summed under SecAgg+; "
-                   f"refused: {len(r['refused'])}")
-    for why in sorted(set(w for r in rounds_log for w in r["refused"].values())):
+        click.echo(f"round {r.round}: {len(r.contributors)} nodes' updates summed under SecAgg+; "
+                   f"refused: {len(r.refused)}")
+    for why in sorted(set(w for r in rounds_log for w in r.refused.values())):
         click.echo(f"  refusal: {why}")
 
     _title("4. The bundle: held-out accuracy and each node's privacy spend")

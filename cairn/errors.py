@@ -6,6 +6,7 @@ import functools
 
 import click
 
+from coordinator.simulation import SimulationError
 from node.consent import ConsentError
 from node.crypto import CryptoError
 from node.importers import FormatError
@@ -14,18 +15,22 @@ from node.node_dir import NodeDirError
 from node.store import StoreError
 from privacy.policy import PolicyError
 
-KNOWN = (FormatError, ConsentError, CryptoError, ImportFailed, NodeDirError, StoreError, PolicyError, FileNotFoundError)
+# Errors of these packages name the rule they enforce; the CLI shows them as one line too.
+PROJECT_PACKAGES = ("privacy", "node", "coordinator", "model", "protos")
+KNOWN = (FormatError, ConsentError, CryptoError, ImportFailed, NodeDirError, StoreError, PolicyError, SimulationError,
+         FileNotFoundError)
 
 
 def friendly(fn):
+    """Decorate a click command: known errors become one line (click.ClickException), exit code 1."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except KNOWN as e:
             raise click.ClickException(str(e)) from None
-        except Exception as e:  # errors raised by the privacy core carry their rule in the message
-            if type(e).__module__.startswith(("privacy", "node", "coordinator")):
+        except Exception as e:  # errors raised by the project's packages carry their rule in the message
+            if type(e).__module__.split(".")[0] in PROJECT_PACKAGES:
                 raise click.ClickException(f"{type(e).__name__}: {e}") from None
             raise
 

@@ -42,13 +42,10 @@ def eval_(model_path: Path, data: Path, fmt: str | None, as_json: bool) -> None:
 @friendly
 def score_(model_path: Path, prompt: str, responses: tuple[str, ...], as_json: bool) -> None:
     """Reward scores for (prompt, response) pairs; higher is better."""
-    from node.evaluate import model_path as resolve
-    from node.features import featurizer_from_config
-    from node.reward_model import load_model, score
+    from node.evaluate import score_responses
 
-    head, cfg = load_model(resolve(model_path))
-    scores = score(head, featurizer_from_config(cfg["featurizer"]), [prompt] * len(responses), list(responses))
-    out = [{"response": r, "score": float(s)} for r, s in zip(responses, scores)]
+    scores = score_responses(model_path, prompt, list(responses))
+    out = [{"response": r, "score": s} for r, s in zip(responses, scores)]
     if as_json:
         click.echo(json.dumps(out))
     else:

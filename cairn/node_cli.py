@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cairn.errors import friendly
+from model.presets import PRESETS
 from node.node_dir import NodeDir
 
 
@@ -76,14 +77,10 @@ def import_(dir, file, fmt, contributor, skip_invalid, consent, consent_at, max_
     """Import chats and feedback from FILE (atomic unless --skip-invalid)."""
     from node.ingest import import_file
 
-    nd = NodeDir(dir)
-    store = nd.open_store()
-    try:
+    with NodeDir(dir).open_store() as store:
         rep = import_file(store, file, fmt=fmt, contributor=contributor, skip_invalid=skip_invalid,
                           consent=consent, consent_at=consent_at, max_record_bytes=max_record_bytes,
                           progress=not as_json)
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(rep.as_dict(), indent=2))
         return
@@ -102,11 +99,8 @@ def status(dir: Path, as_json: bool) -> None:
     from node.status import node_status
 
     nd = NodeDir(dir)
-    store = nd.open_store()
-    try:
+    with nd.open_store() as store:
         _echo(node_status(nd, store), as_json, title=f"node {nd.name}")
-    finally:
-        store.close()
 
 
 @node.command()
@@ -122,11 +116,8 @@ def consent(dir, contributors, everyone, licence, at) -> None:
 
     if bool(contributors) == everyone:
         raise click.UsageError("give --contributor ID (repeatable) or --all")
-    store = NodeDir(dir).open_store()
-    try:
+    with NodeDir(dir).open_store() as store:
         n = record_consent(store, None if everyone else list(contributors), licence, at, source="cli")
-    finally:
-        store.close()
     click.echo(f"consent under {licence} recorded for {n} contributor(s)")
 
 
@@ -136,11 +127,8 @@ def consent(dir, contributors, everyone, licence, at) -> None:
 @friendly
 def forget(dir: Path, contributor: str) -> None:
     """Withdrawal: delete a contributor's text and feedback and exclude them from later releases."""
-    store = NodeDir(dir).open_store()
-    try:
+    with NodeDir(dir).open_store() as store:
         out = store.forget(contributor)
-    finally:
-        store.close()
     click.echo(f"forgot {contributor}: {out['conversations_deleted']} conversations and "
                f"{out['feedback_deleted']} feedback items deleted; excluded from every later release")
 
@@ -155,11 +143,8 @@ def contributor(dir: Path, cid: str, as_json: bool) -> None:
     from node.contributors import describe
 
     nd = NodeDir(dir)
-    store = nd.open_store()
-    try:
+    with nd.open_store() as store:
         _echo(describe(store, nd.policy(), cid), as_json, title=f"contributor {cid}")
-    finally:
-        store.close()
 
 
 @node.command()
@@ -168,15 +153,9 @@ def contributor(dir: Path, cid: str, as_json: bool) -> None:
 @friendly
 def budget(dir: Path, as_json: bool) -> None:
     """Epsilon spent and remaining (at the policy's delta), by kind and round, and the accountant used."""
-    from node.releases import open_ledger
-    from privacy.report import budget_summary
+    from node.status import privacy_budget
 
-    nd = NodeDir(dir)
-    store = nd.open_store()
-    try:
-        s = budget_summary(open_ledger(nd, store), nd.policy())
-    finally:
-        store.close()
+    s = privacy_budget(NodeDir(dir))
     if as_json:
         click.echo(json.dumps(s, indent=2))
         return
@@ -194,16 +173,9 @@ def budget(dir: Path, as_json: bool) -> None:
 @friendly
 def ledger(dir: Path, export: Path) -> None:
     """Export the node's signed, hash-chained privacy ledger."""
-    from node.releases import open_ledger
+    from node.status import export_ledger
 
-    nd = NodeDir(dir)
-    store = nd.open_store()
-    try:
-        lg = open_ledger(nd, store)
-        lg.export_to(export, fmt="json" if export.suffix == ".json" else "pb")
-        n = len(lg)
-    finally:
-        store.close()
+    n = export_ledger(NodeDir(dir), export)
     click.echo(f"{n} ledger entries exported to {export}")
 
 
@@ -214,20 +186,9 @@ def ledger(dir: Path, export: Path) -> None:
 @friendly
 def report(dir: Path, out: Path | None) -> None:
     """Write the node's privacy report (Markdown, HTML and a plot of epsilon over time)."""
-    from node.releases import open_ledger
-    from privacy.report import budget_summary, plot_epsilon, render_html, render_markdown
+    from node.status import write_privacy_report
 
-    nd = NodeDir(dir)
-    out = out or nd.path / "reports"
-    out.mkdir(parents=True, exist_ok=True)
-    store = nd.open_store()
-    try:
-        s = budget_summary(open_ledger(nd, store), nd.policy())
-    finally:
-        store.close()
-    (out / "report.md").write_text(render_markdown(s), encoding="utf-8")
-    (out / "report.html").write_text(render_html(s), encoding="utf-8")
-    plot_epsilon(s, out / "epsilon.png")
+    out = write_privacy_report(NodeDir(dir), out)
     click.echo(f"privacy report written to {out}/report.md, report.html and epsilon.png")
 
 
@@ -242,7 +203,7 @@ def report(dir: Path, out: Path | None) -> None:
 @click.option("--test-out", type=click.Path(path_type=Path), default=None,
               help="Also write held-out pairs labelled by the planted rule (arena JSONL), for `cairn model eval`.")
 @click.option("--test-pairs", default=2000, show_default=True)
-@click.option("--rule-space", type=click.Choice(["minilm", "hashed", "text"]), default="minilm", show_default=True,
+@click.option("--rule-space", type=click.Choice([*PRESETS, "text"]), default="minilm", show_default=True,
               help="Where the planted rule lives: a hidden direction in a featurizer's space, or text properties.")
 @click.option("--arena-models", type=int, default=0,
               help="Instead: contributors judge battles between this many named models whose Bradley-Terry strengths "
@@ -250,88 +211,34 @@ def report(dir: Path, out: Path | None) -> None:
                    "real text. Uses only --contributors and the two seeds.")
 @click.option("--arena-truth", type=click.Path(path_type=Path), default=None,
               help="With --arena-models: write the planted strengths (JSON) here.")
+@click.option("--data", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Feedback files, or a folder of them (any format `cairn node import` reads), whose real prompts and "
+                   "responses the contributors judge [default: $CAIRN_SHARED_DATA, else ../shared/data].")
 @friendly
 def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise, test_out, test_pairs, rule_space,
-          arena_models, arena_truth) -> None:
+          arena_models, arena_truth, data) -> None:
     """Fill a node with synthetic contributors whose preferences over real text follow a planted rule
     (or, with --arena-models, who judge battles between models of planted strength).
 
     Synthetic contributors are recorded as consenting (CC0-1.0) in the past, so they are eligible at
     once; their records are marked synthetic. Held-out test pairs use prompts no contributor saw."""
-    from node.synth import arena_battles, arena_models as planted_models, arena_records, load_text_pool, split_pool, synth_records
+    from node.synth.community import arena_community, planted_community
 
     nd = NodeDir(dir)
-    pool = load_text_pool()
-    if not pool:
-        raise click.ClickException("no text pool found (../shared/data or fixtures/)")
-    train, test = split_pool(pool)
-    name = nd.name
     if arena_models:
         if arena_models < 2:
             raise click.BadParameter("an arena needs at least 2 models", param_hint="--arena-models")
         if test_out:  # arena judges have no planted text rule to hold out; the truth is --arena-truth
             raise click.BadParameter("--test-out is for planted-rule communities; an arena writes --arena-truth",
                                      param_hint="--test-out")
-        strengths = planted_models(arena_models, rule_seed, prefix="arena-model")
-        battles = arena_battles(n, strengths, community_seed, contributor_prefix=f"{name}-u")
-        recs = arena_records(battles, train, community_seed, name)
-        store = nd.open_store()
-        try:
-            with store.transaction():
-                added = sum(store.add_record(r, None, consent=("CC0-1.0", "2020-01-01T00:00:00+00:00", "synth")) for r in recs)
-        finally:
-            store.close()
-        if arena_truth:
-            arena_truth.parent.mkdir(parents=True, exist_ok=True)
-            arena_truth.write_text(json.dumps({"planted_strengths": strengths, "scale": "natural log odds"}, indent=2) + "\n")
-        click.echo(f"{name}: {n} synthetic contributors, {added} battles between {arena_models} models of planted strength")
+        out = arena_community(nd, n, arena_models, rule_seed=rule_seed, community_seed=community_seed,
+                              truth_out=arena_truth, data=data)
+        click.echo(f"{out['community']}: {n} synthetic contributors, {out['added']} battles between {arena_models} "
+                   f"models of planted strength")
         return
-    store = nd.open_store()
-    try:
-        rule_features = None
-        if rule_space != "text":
-            from cairn.federate import FEATURIZERS
-            from node.features import featurizer_from_config
-
-            rule_features = CachedFeatures(featurizer_from_config(FEATURIZERS[rule_space]), store)
-        recs = synth_records(n, pairs_per_contributor, rule_seed, community_seed, train, gamma=gamma, noise=noise,
-                             lexicon_texts=pool, community=name, featurizer=rule_features)
-        held = synth_records(max(1, test_pairs // 4), 4, rule_seed, community_seed, test, gamma=gamma, noise=noise,
-                             label="rule", lexicon_texts=pool, community=f"{name}-test", sample_seed=1,
-                             featurizer=rule_features) if test_out else []
-        added = 0
-        with store.transaction():
-            for r in recs:
-                added += store.add_record(r, None, consent=("CC0-1.0", "2020-01-01T00:00:00+00:00", "synth"))
-    finally:
-        store.close()
-    click.echo(f"{name}: {n} synthetic contributors, {added} pairs over {len(train)} real prompts")
+    out = planted_community(nd, n, pairs_per_contributor=pairs_per_contributor, rule_seed=rule_seed,
+                            community_seed=community_seed, gamma=gamma, noise=noise, test_out=test_out,
+                            test_pairs=test_pairs, rule_space=rule_space, data=data)
+    click.echo(f"{out['community']}: {n} synthetic contributors, {out['added']} pairs over {out['prompts']} real prompts")
     if test_out:
-        write_arena(held, test_out)
-        click.echo(f"{len(held)} held-out pairs labelled by the planted rule written to {test_out}")
-
-
-class CachedFeatures:
-    """A featurizer reading and filling the node's encrypted embedding cache (texts encoded once)."""
-
-    def __init__(self, featurizer, store):
-        self.featurizer, self.dim = featurizer, featurizer.dim
-        self.cache = store.embedding_cache(featurizer.name)
-
-    def encode(self, texts):
-        return self.featurizer.encode(list(texts), keys=[self.cache.key(t) for t in texts], cache=self.cache)
-
-
-def write_arena(records, path: Path) -> None:
-    """Pairwise Records as Chatbot Arena battles (JSONL): importable and evaluable anywhere."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in records:
-            fb = r.feedback[0]
-            prompt = r.prompt_text() if len(r.prompt) != 1 else r.prompt[0].text
-            fh.write(json.dumps({
-                "question_id": r.key, "model_a": r.responses[0].model, "model_b": r.responses[1].model,
-                "winner": {"a": "model_a", "b": "model_b", "tie": "tie", "both_bad": "tie (bothbad)"}[fb.data["outcome"]],
-                "judge": fb.contributor, "language": r.language or "English",
-                "conversation_a": [{"role": "user", "content": prompt}, {"role": "assistant", "content": r.responses[0].text}],
-                "conversation_b": [{"role": "user", "content": prompt}, {"role": "assistant", "content": r.responses[1].text}],
-            }, ensure_ascii=False) + "\n")
+        click.echo(f"{out['held_out']} held-out pairs labelled by the planted rule written to {test_out}")

@@ -3,7 +3,7 @@
 - `fedavg`: the mean of updates (McMahan et al. 2017). Nodes are weighted equally: weighting by
   contributor counts would need those counts, which nodes keep to themselves.
 - `coordinate_median` and `trimmed_mean`: robust alternatives (Yin et al. 2018, "Byzantine-robust
-  distributed learning: towards optimal statistical rates") against a node sending a poisoned
+  distributed learning: towards optimal statistical rates", https://arxiv.org/abs/1803.01498) against a node sending a poisoned
   update. They need every update in the clear, so they cannot run under secure aggregation, where
   the coordinator only learns the sum.
 """
@@ -16,10 +16,12 @@ AGGREGATORS = ("fedavg", "median", "trimmed_mean")
 
 
 def fedavg(updates: list[np.ndarray]) -> np.ndarray:
+    """The coordinate-wise mean of the updates, each node weighted equally."""
     return np.mean(np.stack(updates), axis=0)
 
 
 def coordinate_median(updates: list[np.ndarray]) -> np.ndarray:
+    """The coordinate-wise median of the updates (Yin et al. 2018, https://arxiv.org/abs/1803.01498)."""
     return np.median(np.stack(updates), axis=0)
 
 
@@ -34,6 +36,7 @@ def trimmed_mean(updates: list[np.ndarray], trim: int | None = None) -> np.ndarr
 
 
 def aggregate(updates: list[np.ndarray], method: str = "fedavg") -> np.ndarray:
+    """Combine the nodes' updates with `method` (one of AGGREGATORS)."""
     if not updates:
         raise ValueError("no updates to aggregate")
     if method == "fedavg":

@@ -1,9 +1,13 @@
-"""The bundle's data card: a datasheet (Gebru et al. 2021, "Datasheets for Datasets") in Markdown
-with a YAML header, written into every bundle (`datacard.md`).
+"""The bundle's data card: a datasheet in Markdown with a YAML header, written into every bundle
+(`datacard.md`). Its sections follow Gebru et al., "Datasheets for Datasets", Communications of the
+ACM 64(12), 2021 (https://arxiv.org/abs/1803.09010): its question sections (motivation, composition, collection,
+uses, distribution).
 
 It describes what the published artifacts were made from, using only what the coordinator may
 know: each community's name and declared feedback paradigm (broad or specific dimensions;
-prescriptive or descriptive definitions — Kirk et al.'s distinction), its public policy facts
+prescriptive or descriptive definitions — Kirk et al., "The Empty Signifier Problem: Towards
+Clearer Paradigms for Operationalising 'Alignment' in Large Language Models", 2023,
+https://arxiv.org/abs/2310.02457), its public policy facts
 (licences accepted, epsilon cap, delta), its ledger's claimed epsilon, and DP counts from the
 queries (feedback kinds, coverage). No count here is exact: every number of items is a noisy DP
 answer, summed across nodes, post-processed (negatives shown as 0), with its noise standard deviation.
@@ -14,6 +18,8 @@ The YAML header is machine-readable (values in JSON flow style, which YAML 1.2 r
 from __future__ import annotations
 
 import json
+
+from protos.wire import Key
 
 PERMISSIVE = ("CC0-1.0", "CC-BY-4.0", "Apache-2.0")
 SHARE_ALIKE = ("CC-BY-SA-4.0",)
@@ -81,9 +87,10 @@ def render(federation_id: str, nodes: list[dict], policies: dict[str, dict] | No
             "name": n.get("name", ""), "node_id": n["node_id"],
             "paradigm": {"dimensions": dims or "undeclared", "definitions": defs or "undeclared"},
             "privacy": {"claimed_epsilon": round(float(n.get("claimed_epsilon", 0.0)), 4), "delta": n.get("delta"),
-                        "accountant": n.get("accountant", ""), "epsilon_cap": p.get("epsilon_cap"),
-                        "max_query_epsilon": p.get("max_query_epsilon"), "min_contributors": p.get("min_contributors")},
-            "licences_accepted": list(p.get("licences", [])),
+                        "accountant": n.get("accountant", ""), "epsilon_cap": p.get(Key.EPSILON_CAP),
+                        "max_query_epsilon": p.get(Key.MAX_QUERY_EPSILON),
+                        "min_contributors": p.get(Key.MIN_CONTRIBUTORS)},
+            "licences_accepted": list(p.get(Key.LICENCES, [])),
         })
     totals = _kind_totals(statistics or {})
     licence = bundle_licence([c["licences_accepted"] for c in comms if c["licences_accepted"]])

@@ -21,13 +21,16 @@ Inconsistent counts (e.g. a tie count larger than the pair total would allow) ne
 after clamping each cell is a valid count, and the fit only uses win totals.
 
 The fit (Chiang et al. 2024, "Chatbot Arena: An Open Platform for Evaluating LLMs by Human
-Preference", Sec. 5; Bradley & Terry 1952): P(i beats j) = sigma(s_i - s_j), maximum likelihood on
+Preference", https://arxiv.org/abs/2403.04132, Sec. 5; Bradley & Terry 1952, "Rank Analysis of
+Incomplete Block Designs: I. The Method of Paired Comparisons", Biometrika 39(3/4),
+https://doi.org/10.2307/2334029): P(i beats j) = sigma(s_i - s_j), maximum likelihood on
 the win counts. As in the Arena's code, a tie counts as half a win for each side, and "both bad" is
 a tie ("tie (bothbad)"). We solve by Newton's method with a tiny ridge (RIDGE) so the scores exist
 when a model won or lost every battle, centre them, and report them on the Arena's Elo-like scale
 1000 + 400 * s / ln(10).
 
-Intervals: parametric bootstrap (Efron & Tibshirani 1993, ch. 6). Each replicate redraws every
+Intervals: parametric bootstrap (Efron & Tibshirani 1993, "An Introduction to the Bootstrap",
+ch. 6, https://doi.org/10.1201/9780429246593). Each replicate redraws every
 cell as Poisson(clamped count) — sampling — plus Gaussian noise with the cell's reported DP noise
 variance — the privacy noise — then post-processes and refits exactly as above; the interval is the
 2.5/97.5 percentiles. (This randomness is simulation for an interval, not privacy noise: it is
@@ -42,7 +45,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-OUTCOMES = ("a", "b", "tie", "both_bad")
+from protos.wire import OUTCOMES
+
 RIDGE = 1e-3
 FALSE_PAIR_RATE = 0.05  # chance, over all pairs asked, that an uncompared pair is kept
 ELO_SCALE = 400.0 / math.log(10.0)
@@ -118,6 +122,7 @@ def fit_bradley_terry(W: np.ndarray, ridge: float = RIDGE, iters: int = 100) -> 
 
 
 def to_elo(s: np.ndarray) -> np.ndarray:
+    """Bradley-Terry scores on the Arena's Elo-like scale: ELO_BASE + ELO_SCALE * s."""
     return ELO_BASE + ELO_SCALE * s
 
 

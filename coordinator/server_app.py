@@ -5,6 +5,9 @@ nodes answer with a DP update (or, under secure aggregation, with nothing but a 
 the SecAgg+ stages deliver only the masked sum). The mean update moves the global model. At the
 end every node's signed ledger is collected and the bundle is written (coordinator/bundle.py).
 A node that refuses (policy, budget) or fails is left out of that round; the round completes.
+Message types, records and keys are the wire contract (protos/wire.py) that node/client_app.py
+answers; this package never imports node/ (ARCHITECTURE.md invariant 3: the coordinator asks, each
+node decides under its own policy).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -24,29 +28,38 @@ from flwr.serverapp import Grid, ServerApp
 
 from coordinator.aggregation import aggregate
 from coordinator.bundle import write_bundle
-from coordinator.signing import load_or_create_key, public_key_bytes
-from node.reward_model import RewardHead, state_to_vector, vector_to_state
-from privacy.secure_aggregation import Params, SecAggError, SecAggServer, dequantize_sum
+from coordinator.signing import load_or_create_key
+from model.presets import preset_config
+from model.reward_model import RewardHead, state_to_vector, vector_to_state
+from model.training_config import TRAINING
+from privacy import configure
+from privacy.keys import raw_public_key
+from privacy.secagg.constants import SecAggError
+from privacy.secagg.protocol import Params, SecAggServer
+from privacy.secagg.quantization import dequantize_sum
+from protos import bundle_pb2
+from protos.bundle import LEADERBOARD, LEADERBOARD_PNG, STATISTICS
+from protos.wire import Key, MessageType, Record
 
 log = logging.getLogger("cairn.coordinator")
 
 
 @dataclass
 class FederationConfig:
+    """What the coordinator asks of a federation: rounds, training request, queries, bundle directory."""
+
     out: str  # bundle directory
-    rounds: int = 3
+    rounds: int = TRAINING.rounds
     federation_id: str = ""
-    # Defaults measured by bench/reward_model.py (3 x 2,000 contributors, epsilon 8: 96% of the
-    # non-private accuracy gain): large Poisson batches, a clipping norm below typical
-    # per-contributor gradient norms, few rounds of many local steps.
-    local_steps: int = 100
-    epsilon: float = 8.0
-    expected_batch: int = 400
-    lr: float = 5e-3
-    max_grad_norm: float = 0.02
-    max_pairs_per_contributor: int = 8
-    featurizer: dict = field(default_factory=lambda: {"name": "hashed-ngram", "dim": 384})
-    hidden: int = 256
+    # Training defaults: model.training_config (measured by bench/reward_model.py).
+    local_steps: int = TRAINING.local_steps
+    epsilon: float = TRAINING.epsilon
+    expected_batch: int = TRAINING.expected_batch
+    lr: float = TRAINING.lr
+    max_grad_norm: float = TRAINING.max_grad_norm
+    max_pairs_per_contributor: int = TRAINING.max_pairs_per_contributor
+    featurizer: dict = field(default_factory=lambda: preset_config("hashed"))
+    hidden: int = TRAINING.hidden
     aggregation: str = "fedavg"
     secagg: bool = False
     secagg_clip: float = 1.0  # coordinate-wise range of an update under secure aggregation
@@ -58,7 +71,7 @@ class FederationConfig:
     # Aggregate queries after training (coordinator/queries.py): kinds to ask, [] = none.
     queries: list = field(default_factory=list)
     query_epsilon: float = 1.0  # requested per query per node (each node caps it by its policy)
-    query_models: list | None = None  # public model names (None: coordinator.queries.PUBLIC_MODELS)
+    query_models: list | None = None  # public model names (None: protos.wire.PUBLIC_MODELS)
     query_languages: list | None = None
     query_dimensions: list | None = None
     query_topics: list | None = None
@@ -92,7 +105,7 @@ def coordinator_signing_key(cfg: FederationConfig):
     key, created = load_or_create_key(cfg.coordinator_key)
     if created:
         log.info("created coordinator key %s; publish its public key %s so auditors can pin it",
-                 cfg.coordinator_key, public_key_bytes(key).hex())
+                 cfg.coordinator_key, raw_public_key(key).hex())
     return key
 
 
@@ -109,6 +122,7 @@ def _send(grid: Grid, kind: str, nodes: list[int], contents: dict[int, RecordDic
 
 
 def wait_for_nodes(grid: Grid, n: int, seconds: float) -> list[int]:
+    """The connected node ids once `n` are connected, or whoever is connected after `seconds`."""
     deadline = time.time() + seconds
     while True:
         nodes = sorted(grid.get_node_ids())
@@ -124,53 +138,66 @@ def secure_sum(grid: Grid, nodes: list[int], cfg: FederationConfig, dim: int, gr
     t = max(2, len(nodes) // 2 + 1)
     params = Params(tuple(idx.values()), t, cfg.secagg_clip, cfg.secagg_levels, dim)
     server = SecAggServer(params)
-    cfgrec = lambda **kw: RecordDict({"config": ConfigRecord(kw)})  # noqa: E731
-    reps = _send(grid, "query.secagg_keys", nodes, {n: cfgrec(me=idx[n], params=params.to_json()) for n in nodes}, group, cfg.timeout)
-    pks = server.collect_public_keys({idx[n]: (bytes(r.content["keys"]["c_pk"]), bytes(r.content["keys"]["s_pk"])) for n, r in reps.items()})
+    def config(values: dict) -> RecordDict:
+        return RecordDict({Record.CONFIG: ConfigRecord(values)})
+
+    contents = {n: config({Key.ME: idx[n], Key.PARAMS: params.to_json()}) for n in nodes}
+    reps = _send(grid, MessageType.SECAGG_KEYS, nodes, contents, group, cfg.timeout)
+    keys = {n: r.content[Record.KEYS] for n, r in reps.items()}
+    pks = server.collect_public_keys({idx[n]: (bytes(k[Key.C_PK]), bytes(k[Key.S_PK])) for n, k in keys.items()})
     pk_json = json.dumps({str(u): [c.hex(), s.hex()] for u, (c, s) in pks.items()})
     live = [back[u] for u in pks]
-    reps = _send(grid, "query.secagg_shares", live, {n: cfgrec(pks=pk_json) for n in live}, group, cfg.timeout)
-    inbox = server.route_shares({idx[n]: {int(v): bytes(ct) for v, ct in r.content["shares"].items()} for n, r in reps.items()})
+    contents = {n: config({Key.PKS: pk_json}) for n in live}
+    reps = _send(grid, MessageType.SECAGG_SHARES, live, contents, group, cfg.timeout)
+    inbox = server.route_shares({idx[n]: {int(v): bytes(ct) for v, ct in r.content[Record.SHARES].items()}
+                                 for n, r in reps.items()})
     live = [back[u] for u in inbox]
-    contents = {n: RecordDict({"inbox": ConfigRecord({str(u): ct for u, ct in inbox[idx[n]].items()})}) for n in live}
-    reps = _send(grid, "query.secagg_masked", live, contents, group, cfg.timeout)
-    survivors, dropped = server.collect_inputs({idx[n]: r.content["arrays"].to_numpy_ndarrays()[0] for n, r in reps.items()})
+    contents = {n: RecordDict({Record.INBOX: ConfigRecord({str(u): ct for u, ct in inbox[idx[n]].items()})})
+                for n in live}
+    reps = _send(grid, MessageType.SECAGG_MASKED, live, contents, group, cfg.timeout)
+    survivors, dropped = server.collect_inputs({idx[n]: r.content[Record.ARRAYS].to_numpy_ndarrays()[0]
+                                                for n, r in reps.items()})
     surv_nodes = [back[u] for u in survivors]
-    reps = _send(grid, "query.secagg_unmask", surv_nodes, {n: cfgrec(survivors=survivors, dropped=dropped) for n in surv_nodes}, group, cfg.timeout)
+    contents = {n: config({Key.SURVIVORS: survivors, Key.DROPPED: dropped}) for n in surv_nodes}
+    reps = _send(grid, MessageType.SECAGG_UNMASK, surv_nodes, contents, group, cfg.timeout)
     reveals = {
-        idx[n]: {int(v): (bytes(b)[:1].decode(), bytes(b)[1:]) for v, b in r.content["shares"].items()} for n, r in reps.items()
+        idx[n]: {int(v): (bytes(b)[:1].decode(), bytes(b)[1:]) for v, b in r.content[Record.SHARES].items()}
+        for n, r in reps.items()
     }
     total, count = server.aggregate(reveals)
     return dequantize_sum(total, count, cfg.secagg_clip, cfg.secagg_levels), surv_nodes
 
 
 def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
+    """Hello, the training rounds, the query phase, the ledgers, then the bundle; returns its summary."""
     check_out_empty(cfg.out)  # these fail here, before any node spends budget
     signing_key = coordinator_signing_key(cfg)
     nodes = wait_for_nodes(grid, cfg.min_nodes, cfg.wait_seconds)
     if len(nodes) < cfg.min_nodes:
         raise RuntimeError(f"only {len(nodes)} nodes connected; {cfg.min_nodes} required")
-    hello = _send(grid, "query.hello", nodes, {n: RecordDict() for n in nodes}, "hello", cfg.timeout)
-    infos = {n: dict(r.content["info"]) for n, r in hello.items()}
+    hello = _send(grid, MessageType.HELLO, nodes, {n: RecordDict() for n in nodes}, "hello", cfg.timeout)
+    infos = {n: dict(r.content[Record.INFO]) for n, r in hello.items()}
     nodes = sorted(infos)
-    log.info("federation %s: %d nodes: %s", cfg.federation_id, len(nodes), ", ".join(i["name"] for i in infos.values()))
+    log.info("federation %s: %d nodes: %s", cfg.federation_id, len(nodes),
+             ", ".join(i[Key.NAME] for i in infos.values()))
 
     torch.manual_seed(cfg.seed)
     head = RewardHead(int(cfg.featurizer["dim"]), hidden=cfg.hidden)
     global_vec = state_to_vector(head).astype(np.float32)
-    rounds = []
+    rounds = bundle_pb2.RoundsRecord()
+    names = {i[Key.NODE_ID]: i[Key.NAME] for i in infos.values()}
     for r in range(1, cfg.rounds + 1):
         train_cfg = ConfigRecord({
             "federation_id": cfg.federation_id, "round": r, "rounds": cfg.rounds, "local_steps": cfg.local_steps,
             "epsilon": cfg.epsilon, "expected_batch": cfg.expected_batch, "lr": cfg.lr,
             "max_grad_norm": cfg.max_grad_norm, "max_pairs_per_contributor": cfg.max_pairs_per_contributor,
-            "featurizer": json.dumps(cfg.featurizer), "head": json.dumps(head.arch()), "secagg": cfg.secagg,
+            Key.FEATURIZER: json.dumps(cfg.featurizer), Key.HEAD: json.dumps(head.arch()), Key.SECAGG: cfg.secagg,
         })
-        content = {n: RecordDict({"arrays": ArrayRecord([global_vec]), "config": train_cfg}) for n in nodes}
-        reps = _send(grid, "train", nodes, content, f"round-{r}", cfg.timeout)
-        ok = {n: rep for n, rep in reps.items() if rep.content["status"]["ok"]}
-        refused = {infos[n]["node_id"]: str(rep.content["status"]["refused"]) for n, rep in reps.items() if n not in ok}
-        names = {i["node_id"]: i["name"] for i in infos.values()}
+        content = {n: RecordDict({Record.ARRAYS: ArrayRecord([global_vec]), Record.CONFIG: train_cfg}) for n in nodes}
+        reps = _send(grid, MessageType.TRAIN, nodes, content, f"round-{r}", cfg.timeout)
+        ok = {n: rep.content[Record.STATUS] for n, rep in reps.items() if rep.content[Record.STATUS][Key.OK]}
+        refused = {infos[n][Key.NODE_ID]: str(rep.content[Record.STATUS][Key.REFUSED])
+                   for n, rep in reps.items() if n not in ok}
         for nid, why in refused.items():
             log.warning("round %d: %s (%s) refused: %s", r, names[nid], nid[:12], why)
         contributed: list[int] = []
@@ -183,36 +210,28 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
                 update = None
         elif ok and not cfg.secagg:
             contributed = sorted(ok)
-            update = aggregate([ok[n].content["arrays"].to_numpy_ndarrays()[0] for n in contributed], cfg.aggregation)
+            update = aggregate([reps[n].content[Record.ARRAYS].to_numpy_ndarrays()[0] for n in contributed],
+                               cfg.aggregation)
         else:
             update = None
         if update is not None:
             global_vec = (global_vec + update).astype(np.float32)
-        rounds.append({
-            "round": r,
-            "aggregation": "secagg+fedavg" if cfg.secagg else cfg.aggregation,
-            "applied": update is not None,
-            "contributors": [
-                {
-                    "node_id": infos[n]["node_id"],
-                    "ledger_seq": int(ok[n].content["status"]["ledger_seq"]),
-                    "ledger_entry_hash": str(ok[n].content["status"]["ledger_entry_hash"]),
-                    "claimed_epsilon": float(ok[n].content["status"]["claimed_epsilon"]),
-                }
-                for n in contributed
-            ],
-            "refused": refused,
-        })
+        rnd = rounds.rounds.add(round=r, aggregation="secagg+fedavg" if cfg.secagg else cfg.aggregation,
+                                applied=update is not None, refused=refused)
+        for n in contributed:
+            rnd.contributors.add(node_id=infos[n][Key.NODE_ID], ledger_seq=int(ok[n][Key.LEDGER_SEQ]),
+                                 ledger_entry_hash=str(ok[n][Key.LEDGER_ENTRY_HASH]),
+                                 claimed_epsilon=float(ok[n][Key.CLAIMED_EPSILON]))
         log.info("round %d: %d of %d nodes contributed", r, len(contributed), len(nodes))
 
     query_files, query_artifacts, statistics, policies = run_query_phase(grid, nodes, infos, cfg)
 
-    ledgers_rep = _send(grid, "query.ledger", nodes, {n: RecordDict() for n in nodes}, "ledger", cfg.timeout)
-    ledgers = {infos[n]["node_id"]: bytes(rep.content["ledger"]["export"]) for n, rep in ledgers_rep.items()}
+    ledgers_rep = _send(grid, MessageType.LEDGER, nodes, {n: RecordDict() for n in nodes}, "ledger", cfg.timeout)
+    ledgers = {infos[n][Key.NODE_ID]: bytes(rep.content[Record.LEDGER][Key.EXPORT]) for n, rep in ledgers_rep.items()}
     head.load_state_dict(vector_to_state(global_vec, head))
     training = {k: v for k, v in asdict(cfg).items() if k != "coordinator_key"}
     model_cfg = {"featurizer": cfg.featurizer, "training": {**training, "rounds_log": None}}
-    trained = any(r["applied"] and r["contributors"] for r in rounds)  # else the head is only its random init
+    trained = any(r.applied and r.contributors for r in rounds.rounds)  # else the head is only its random init
     if not trained:
         log.info("no training round was applied: the bundle carries no model")
     summary = write_bundle(Path(cfg.out), head if trained else None, model_cfg, rounds, ledgers, list(infos.values()), cfg.federation_id,
@@ -238,22 +257,20 @@ def run_query_phase(grid: Grid, nodes: list[int], infos: dict[int, dict], cfg: F
         for k in cfg.queries
     ]
     results, policies = run_queries(grid, nodes, infos, queries, _send, secure_sum, cfg, cfg.timeout)
-    names = {i["node_id"]: i["name"] for i in infos.values()}
+    names = {i[Key.NODE_ID]: i[Key.NAME] for i in infos.values()}
     statistics = {"federation_id": cfg.federation_id, "queries": [r.to_dict(names) for r in results]}
     files: dict[str, tuple[bytes, str]] = {
-        "statistics.json": ((json.dumps(statistics, indent=2) + "\n").encode(), "statistics")}
-    artifacts = {"statistics.json": [s for r in results for s in r.sources()]}
+        STATISTICS: ((json.dumps(statistics, indent=2) + "\n").encode(), "statistics")}
+    artifacts = {STATISTICS: [s for r in results for s in r.sources()]}
     battle = next((r for r in results if r.kind == "battle_counts"), None)
     if battle is not None:
         board = lb.from_query_result(battle, names, cfg.leaderboard_replicates, cfg.seed)
-        files["leaderboard.json"] = ((json.dumps(board, indent=2) + "\n").encode(), "leaderboard")
-        import tempfile
-
+        files[LEADERBOARD] = ((json.dumps(board, indent=2) + "\n").encode(), "leaderboard")
         with tempfile.TemporaryDirectory() as tmp:
-            png = Path(tmp) / "leaderboard.png"
+            png = Path(tmp) / LEADERBOARD_PNG
             lb.chart(board["pooled"] or {}, png, f"Cairn DP leaderboard ({cfg.federation_id})")
-            files["leaderboard.png"] = (png.read_bytes(), "leaderboard-chart")
-        artifacts["leaderboard.json"] = artifacts["leaderboard.png"] = battle.sources()
+            files[LEADERBOARD_PNG] = (png.read_bytes(), "leaderboard-chart")
+        artifacts[LEADERBOARD] = artifacts[LEADERBOARD_PNG] = battle.sources()
     for r in results:
         log.info("query %s: %d answers, %d refused%s", r.kind, len(r.answers), len(r.refused), refusal_summary(r.refused))
     return files, artifacts, statistics, policies
@@ -268,18 +285,8 @@ def refusal_summary(refused: dict[str, str]) -> str:
 
 def policy_files(infos: dict[int, dict]) -> dict[str, tuple[bytes, str]]:
     """Each node's published policy, policies/<node_id>.toml: `cairn audit verify` checks caps against it."""
-    return {f"policies/{i['node_id']}.toml": (str(i["policy_toml"]).encode(), "policy")
-            for i in infos.values() if i.get("policy_toml")}
-
-
-def make_server_app(cfg: FederationConfig) -> ServerApp:
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, cfg)
-
-    return app
+    return {f"policies/{i[Key.NODE_ID]}.toml": (str(i[Key.POLICY_TOML]).encode(), "policy")
+            for i in infos.values() if i.get(Key.POLICY_TOML)}
 
 
 # Module-level app for the Deployment Engine (`flwr run`, deploy/): configuration comes from the
@@ -289,7 +296,9 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    """The Deployment Engine's entry: FederationConfig from the run config (strings parsed as JSON or lists)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure()  # the privacy core's process-wide settings (privacy/__init__.py)
     rc = dict(context.run_config)
     known = FederationConfig.__dataclass_fields__
     kwargs = {k.replace("-", "_"): v for k, v in rc.items() if k.replace("-", "_") in known}

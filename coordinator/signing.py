@@ -10,10 +10,11 @@ What it proves, and what it does not:
   changes a file and re-hashes the manifest is caught.
 - It does not make the coordinator honest. A coordinator can sign whatever it likes. Against it
   stand the nodes' own signed ledgers, the lineage checks and the recomputed epsilons in
-  privacy/audit.py. The signature makes it accountable: it cannot later disown what it signed.
+  privacy/audit/. The signature makes it accountable: it cannot later disown what it signed.
 
-The key file is PEM (PKCS#8) with mode 0600. Publish the public key, printed in hex when the key
-is created, so that auditors can pin it.
+The coordinator stays untrusted (ARCHITECTURE.md invariant 3); its raw public key bytes are
+privacy/keys.py's `raw_public_key`. The key file is PEM (PKCS#8) with mode 0600. Publish the
+public key, printed in hex when the key is created, so that auditors can pin it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-
-def public_key_bytes(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+from privacy.keys import raw_public_key
 
 
 def load_or_create_key(path) -> tuple[Ed25519PrivateKey, bool]:
@@ -45,7 +44,7 @@ def load_or_create_key(path) -> tuple[Ed25519PrivateKey, bool]:
             raise ValueError(f"{path}: not a PEM private key ({e})") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path}: the coordinator key must be Ed25519, not {type(key).__name__}")
-        pub = public_key_bytes(key).hex()
+        pub = raw_public_key(key).hex()
         if not pub_path.exists():  # the file auditors are told to pin
             pub_path.write_text(pub + "\n")
         elif pub_path.read_text(encoding="utf-8", errors="replace").strip() != pub:
@@ -58,7 +57,7 @@ def load_or_create_key(path) -> tuple[Ed25519PrivateKey, bool]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
-    pub_path.write_text(public_key_bytes(key).hex() + "\n")
+    pub_path.write_text(raw_public_key(key).hex() + "\n")
     return key, True
 
 

@@ -1,0 +1,1 @@
+"""Running the Flower Deployment Engine for real: SuperLink, SuperNodes, TLS, node keys, containers."""

@@ -37,6 +37,8 @@ CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY = "ca.crt", "ca.key", "server.crt", "se
 
 @dataclass(frozen=True)
 class CertPaths:
+    """Where the CA and server certificate and keys of a deployment lie."""
+
     ca_cert: Path
     ca_key: Path
     server_cert: Path

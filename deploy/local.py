@@ -44,18 +44,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.certs import CertPaths, generate
+from model.presets import PRESETS, preset_config
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 APP_DIR = DEPLOY_DIR / "app"
 CONNECTION = "cairn-local"
-FEATURIZERS = {
-    "hashed": {"name": "hashed-ngram", "dim": 384},
-    "minilm": {"name": "all-MiniLM-L6-v2", "dim": 384},
-}
 
 
 class DeploymentError(RuntimeError):
-    pass
+    """The loopback deployment could not start or finish (the message says which process and why)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -144,6 +141,8 @@ class Proc:
 
 @dataclass
 class RunResult:
+    """The outcome of one `flwr run` on the loopback deployment."""
+
     run_id: str
     status: str
     wall_s: float
@@ -436,7 +435,7 @@ class LocalDeployment:
             "out": str(Path(out).resolve()),
             "rounds": int(rounds),
             "min-nodes": len(self.node_dirs),
-            "featurizer": json.dumps(featurizer or FEATURIZERS["hashed"]),
+            "featurizer": json.dumps(featurizer or preset_config("hashed")),
             **{k.replace("_", "-"): v for k, v in config.items()},
         }
         return self.run_app(run_config, timeout=timeout)
@@ -458,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", type=Path, required=True, help="bundle directory the coordinator writes")
     p.add_argument("--workdir", type=Path, help="certs, Flower homes, SuperLink state and logs (default: a temp dir)")
-    p.add_argument("--features", choices=sorted(FEATURIZERS), default="hashed")
+    p.add_argument("--features", choices=sorted(PRESETS), default="hashed")
     p.add_argument("--secagg", action="store_true", help="secure aggregation (SecAgg+)")
     p.add_argument("--run-config", action="append", default=[], metavar="K=V",
                    help="further run-config values (TOML), e.g. 'local-steps=10' 'epsilon=3.0'")
@@ -476,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         up = time.monotonic() - t0
         print(f"SuperLink {dep.address} (TLS, SuperNode auth); {len(dep.supernodes)} SuperNodes up in {up:.1f}s; "
               f"logs in {dep.logs}", flush=True)
-        res = dep.run(a.rounds, a.out, featurizer=FEATURIZERS[a.features], secagg=a.secagg, timeout=a.timeout, **extra)
+        res = dep.run(a.rounds, a.out, featurizer=preset_config(a.features), secagg=a.secagg, timeout=a.timeout, **extra)
     print(f"run {res.run_id}: {res.status} in {res.wall_s:.1f}s for {a.rounds} round(s), the run's fixed costs "
           f"(ServerApp start, hello, ledger collection) included; bundle: {res.out}; log: {res.log}")
     return 0

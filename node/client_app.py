@@ -1,18 +1,19 @@
 """The node's Flower ClientApp (Message API): what a community's SuperNode runs.
 
-Handlers (message types):
+Handlers (message types, records and keys: the wire contract, protos/wire.py):
 - query.hello         public identity: node id, name, ledger public key, delta, accountant.
 - train               one round of user-level DP-SGD; the round's ledger entry is committed
                       before the update leaves. With secure aggregation the update stays in the
                       node's context until the SecAgg stages below ask for its masked form.
 - query.secagg_keys / query.secagg_shares / query.secagg_masked / query.secagg_unmask
-                      the node's side of SecAgg+ (privacy/secure_aggregation.py).
+                      the node's side of SecAgg+ (privacy/secagg/).
 - query.ledger        the signed ledger export (public by design).
 - query.aggregate     a DP aggregate query (node/queries.py) through the release gate; under
                       secure aggregation the noisy cells wait for the SecAgg stages above.
 
 Which node directory a SuperNode serves: `--node-config 'node-dir="/path"'` in a deployment; in
-the Simulation Engine, the partition id indexes the list in $CAIRN_FEDERATION_NODES.
+the Simulation Engine, the partition id indexes the list in $CAIRN_FEDERATION_NODES
+(protos.wire.SIMULATION_NODES_ENV, set by coordinator/simulation.py).
 Nothing here ever puts text into a message: only DP updates, masked vectors, public keys and
 signed ledger entries leave.
 """
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from node.features import featurizer_from_config
+from model.features import featurizer_from_config
 from node.node_dir import NodeDir
 from node.releases import open_gate
 from node.training import (
@@ -39,65 +41,79 @@ from node.training import (
     make_plan,
     save_plan,
 )
+from privacy import configure
 from privacy.release import PolicyViolation
-from privacy.secure_aggregation import Params, SecAggNode
+from privacy.secagg.constants import Key as SecAggKey
+from privacy.secagg.protocol import Params, SecAggNode
+from protos.wire import SIMULATION_NODES_ENV, Key, MessageType, QueryError, Record, query_action
 
-NODES_ENV = "CAIRN_FEDERATION_NODES"
 DUMP_ENV = "CAIRN_TEST_DUMP_UPDATES"  # tests only: also write each plain update to this local folder
 
 app = ClientApp()
 
 
+@app.lifespan()
+def lifespan(context: Context) -> Iterator[None]:
+    """Around each run of the app: the privacy core's process-wide settings (privacy/__init__.py)."""
+    configure()
+    yield
+
+
 def node_dir_of(context: Context) -> NodeDir:
+    """The node directory this SuperNode serves (node-config node-dir, or the simulation's list by partition id)."""
     cfg = context.node_config
     if "node-dir" in cfg:
         return NodeDir(str(cfg["node-dir"]))
-    dirs = json.loads(os.environ.get(NODES_ENV, "[]"))
+    dirs = json.loads(os.environ.get(SIMULATION_NODES_ENV, "[]"))
     pid = int(cfg.get("partition-id", -1))
     if not 0 <= pid < len(dirs):
-        raise RuntimeError(f"no node directory for partition {pid}: set node-config node-dir or ${NODES_ENV}")
+        raise RuntimeError(f"no node directory for partition {pid}: "
+                           f"set node-config node-dir or ${SIMULATION_NODES_ENV}")
     return NodeDir(dirs[pid])
 
 
-def reply(msg: Message, **records) -> Message:
+def reply(msg: Message, records: dict) -> Message:
+    """The reply to `msg` carrying `records` ({protos.wire.Record name: record})."""
     return Message(content=RecordDict(records), reply_to=msg)
 
 
-@app.query("hello")
+@app.query(query_action(MessageType.HELLO))
 def hello(msg: Message, context: Context) -> Message:
+    """Public identity and policy: node id, name, ledger public key, delta, cap, paradigm, policy file."""
     nd = node_dir_of(context)
     policy = nd.policy()
-    from node.keys import raw_public
+    from privacy.keys import raw_public_key
 
-    return reply(msg, info=ConfigRecord({
-        "node_id": nd.node_id,
-        "name": nd.name,
-        "ledger_public_key": raw_public(nd.ledger_public()),
-        "delta": policy.delta,
-        "epsilon_cap": policy.epsilon_cap,
-        "paradigm": f"{policy.dimensions}/{policy.definitions}",
-        "policy_toml": policy.dumps(),  # public: auditors check every ledger entry's policy hash and caps
-    }))
+    return reply(msg, {Record.INFO: ConfigRecord({
+        Key.NODE_ID: nd.node_id,
+        Key.NAME: nd.name,
+        Key.LEDGER_PUBLIC_KEY: raw_public_key(nd.ledger_public()),
+        Key.DELTA: policy.delta,
+        Key.EPSILON_CAP: policy.epsilon_cap,
+        Key.PARADIGM: f"{policy.dimensions}/{policy.definitions}",
+        Key.POLICY_TOML: policy.dumps(),  # public: auditors check every ledger entry's policy hash and caps
+    })})
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
+    """One round of user-level DP-SGD through the release gate (ledger entry first), or a refusal."""
     nd = node_dir_of(context)
-    cfg = dict(msg.content["config"])
+    cfg = dict(msg.content[Record.CONFIG])
     request = TrainRequest.from_config(cfg)
-    global_vec = msg.content["arrays"].to_numpy_ndarrays()[0]
+    global_vec = msg.content[Record.ARRAYS].to_numpy_ndarrays()[0]
     store = nd.open_store()
     try:
         policy = nd.policy()
         check_trains(policy)
         gate = open_gate(nd, store)
-        featurizer = featurizer_from_config(json.loads(cfg["featurizer"]))
+        featurizer = featurizer_from_config(json.loads(cfg[Key.FEATURIZER]))
         data = contributor_data(store, policy, featurizer, request.max_pairs_per_contributor)
         plan = load_plan(store, request.federation_id)
         if plan is None:
             plan = make_plan(policy, request, data.n_contributors, gate.spent_epsilon())
             save_plan(store, plan)
-        update, info = local_update(json.loads(cfg["head"]), global_vec, data, plan)
+        update, info = local_update(json.loads(cfg[Key.HEAD]), global_vec, data, plan)
         update = update.astype(np.float32)
         rel = gate.release(
             "train",
@@ -109,107 +125,108 @@ def train(msg: Message, context: Context) -> Message:
         )
         update = np.frombuffer(rel.payload, dtype=np.float32)  # a repeated round gets the cached update
     except (TrainingRefused, PolicyViolation) as e:
-        return reply(msg, status=ConfigRecord({"ok": False, "refused": str(e)}))
+        return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)})})
     finally:
         store.close()
     status = ConfigRecord({
-        "ok": True,
-        "ledger_seq": rel.seq,
-        "ledger_entry_hash": rel.entry_hash,
-        "claimed_epsilon": rel.claimed_epsilon,
-        "noise_multiplier": plan.noise_multiplier,
-        "sampling_probability": plan.sampling_probability,
-        "steps": plan.local_steps,
+        Key.OK: True,
+        Key.LEDGER_SEQ: rel.seq,
+        Key.LEDGER_ENTRY_HASH: rel.entry_hash,
+        Key.CLAIMED_EPSILON: rel.claimed_epsilon,
+        Key.NOISE_MULTIPLIER: plan.noise_multiplier,
+        Key.SAMPLING_PROBABILITY: plan.sampling_probability,
+        Key.STEPS: plan.local_steps,
     })
     if os.environ.get(DUMP_ENV):  # test hook: lets an end-to-end test check what the coordinator learnt
         np.save(os.path.join(os.environ[DUMP_ENV], f"{nd.node_id[:16]}-r{request.round}.npy"), update)
-    if cfg.get("secagg", False):
+    if cfg.get(Key.SECAGG, False):
         context.state["pending_update"] = ArrayRecord([update])
-        return reply(msg, status=status)
-    return reply(msg, status=status, arrays=ArrayRecord([update]))
+        return reply(msg, {Record.STATUS: status})
+    return reply(msg, {Record.STATUS: status, Record.ARRAYS: ArrayRecord([update])})
 
 
 def _secagg(context: Context) -> SecAggNode:
-    return SecAggNode.from_bytes(context.state["secagg"]["state"])
+    return SecAggNode.from_bytes(context.state[SecAggKey.STATE_RECORD][SecAggKey.STATE])
 
 
 def _save(context: Context, node: SecAggNode) -> None:
-    context.state["secagg"] = ConfigRecord({"state": node.to_bytes()})
+    context.state[SecAggKey.STATE_RECORD] = ConfigRecord({SecAggKey.STATE: node.to_bytes()})
 
 
-@app.query("secagg_keys")
+@app.query(query_action(MessageType.SECAGG_KEYS))
 def secagg_keys(msg: Message, context: Context) -> Message:
-    cfg = msg.content["config"]
-    node = SecAggNode(int(cfg["me"]), Params.from_json(str(cfg["params"])))
+    """SecAgg+ stage 1: fresh key pairs; replies with the public keys."""
+    cfg = msg.content[Record.CONFIG]
+    node = SecAggNode(int(cfg[Key.ME]), Params.from_json(str(cfg[Key.PARAMS])))
     c_pk, s_pk = node.public_keys()
     _save(context, node)
-    return reply(msg, keys=ConfigRecord({"c_pk": c_pk, "s_pk": s_pk}))
+    return reply(msg, {Record.KEYS: ConfigRecord({Key.C_PK: c_pk, Key.S_PK: s_pk})})
 
 
-@app.query("secagg_shares")
+@app.query(query_action(MessageType.SECAGG_SHARES))
 def secagg_shares(msg: Message, context: Context) -> Message:
+    """SecAgg+ stage 2: secret shares of the node's seeds, encrypted to each neighbour."""
     node = _secagg(context)
-    pks = {int(k): tuple(bytes.fromhex(x) for x in v) for k, v in json.loads(str(msg.content["config"]["pks"])).items()}
+    pks_json = json.loads(str(msg.content[Record.CONFIG][Key.PKS]))
+    pks = {int(k): tuple(bytes.fromhex(x) for x in v) for k, v in pks_json.items()}
     cts = node.share_keys(pks)
     _save(context, node)
-    return reply(msg, shares=ConfigRecord({str(v): ct for v, ct in cts.items()}))
+    return reply(msg, {Record.SHARES: ConfigRecord({str(v): ct for v, ct in cts.items()})})
 
 
-@app.query("secagg_masked")
+@app.query(query_action(MessageType.SECAGG_MASKED))
 def secagg_masked(msg: Message, context: Context) -> Message:
+    """SecAgg+ stage 3: the pending update (DP already applied), quantized and masked."""
     node = _secagg(context)
-    inbox = {int(k): bytes(v) for k, v in msg.content["inbox"].items()}
+    inbox = {int(k): bytes(v) for k, v in msg.content[Record.INBOX].items()}
     update = context.state["pending_update"].to_numpy_ndarrays()[0]
     y = node.masked_input(update.astype(np.float64), inbox)
     del context.state["pending_update"]
     _save(context, node)
-    return reply(msg, arrays=ArrayRecord([y.astype(np.uint32)]))
+    return reply(msg, {Record.ARRAYS: ArrayRecord([y.astype(np.uint32)])})
 
 
-@app.query("secagg_unmask")
+@app.query(query_action(MessageType.SECAGG_UNMASK))
 def secagg_unmask(msg: Message, context: Context) -> Message:
+    """SecAgg+ stage 4: shares that unmask the sum (self-mask seeds of survivors, keys of the dropped)."""
     node = _secagg(context)
-    cfg = msg.content["config"]
-    out = node.unmask(list(cfg["survivors"]), list(cfg["dropped"]))
+    cfg = msg.content[Record.CONFIG]
+    out = node.unmask(list(cfg[Key.SURVIVORS]), list(cfg[Key.DROPPED]))
     _save(context, node)
-    return reply(msg, shares=ConfigRecord({str(v): kind.encode() + sh for v, (kind, sh) in out.items()}))
+    return reply(msg, {Record.SHARES: ConfigRecord({str(v): kind.encode() + sh for v, (kind, sh) in out.items()})})
 
 
-@app.query("ledger")
+@app.query(query_action(MessageType.LEDGER))
 def ledger(msg: Message, context: Context) -> Message:
+    """The node's signed ledger export (public by design: every release is accounted there)."""
     nd = node_dir_of(context)
-    store = nd.open_store()
-    try:
+    with nd.open_store() as store:
         export = open_gate(nd, store).ledger.export()
-    finally:
-        store.close()
-    return reply(msg, ledger=ConfigRecord({"export": export.SerializeToString(deterministic=True)}))
+    return reply(msg, {Record.LEDGER: ConfigRecord({Key.EXPORT: export.SerializeToString(deterministic=True)})})
 
 
-@app.query("aggregate")
+@app.query(query_action(MessageType.AGGREGATE))
 def aggregate(msg: Message, context: Context) -> Message:
     """A DP aggregate query (node/queries.py): answered through the release gate, or refused by the
     policy. Under secure aggregation the noisy cells wait in the context for the SecAgg+ stages.
     The reply also carries the node's public policy facts (licences, caps) for the data card."""
-    from node.queries import QueryError, answer_query
+    from node.queries import answer_query
     from protos import query_pb2
 
     nd = node_dir_of(context)
     policy = nd.policy()
     facts = ConfigRecord({
-        "licences": list(policy.licences), "epsilon_cap": policy.epsilon_cap, "delta": policy.delta,
-        "max_query_epsilon": policy.max_query_epsilon, "min_contributors": policy.min_contributors,
-        "paradigm": f"{policy.dimensions}/{policy.definitions}",
+        Key.LICENCES: list(policy.licences), Key.EPSILON_CAP: policy.epsilon_cap, Key.DELTA: policy.delta,
+        Key.MAX_QUERY_EPSILON: policy.max_query_epsilon, Key.MIN_CONTRIBUTORS: policy.min_contributors,
+        Key.PARADIGM: f"{policy.dimensions}/{policy.definitions}",
     })
-    query = query_pb2.Query.FromString(bytes(msg.content["query"]["query"]))
-    store = nd.open_store()
-    try:
-        answer, values = answer_query(nd, store, query)
-    except (PolicyViolation, QueryError) as e:
-        return reply(msg, status=ConfigRecord({"ok": False, "refused": str(e)}), policy=facts)
-    finally:
-        store.close()
+    query = query_pb2.Query.FromString(bytes(msg.content[Record.QUERY][Key.QUERY]))
+    with nd.open_store() as store:
+        try:
+            answer, values = answer_query(nd, store, query)
+        except (PolicyViolation, QueryError) as e:
+            return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}), Record.POLICY: facts})
     if query.secagg:
         context.state["pending_update"] = ArrayRecord([np.asarray(values, dtype=np.float64)])
-    return reply(msg, status=ConfigRecord({"ok": True}), answer=ConfigRecord({"answer": answer.SerializeToString()}),
-                 policy=facts)
+    return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: True}),
+                       Record.ANSWER: ConfigRecord({Key.ANSWER: answer.SerializeToString()}), Record.POLICY: facts})

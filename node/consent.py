@@ -1,4 +1,4 @@
-"""Consent gates everything (DESIGN invariant 8).
+"""Consent gates everything (ARCHITECTURE.md invariant 8).
 
 A contributor's data may feed a release only when consent is recorded under a licence the policy
 accepts and the policy's waiting period has passed since consent. Withdrawn contributors are
@@ -14,10 +14,11 @@ from privacy.policy import Policy
 
 
 class ConsentError(ValueError):
-    pass
+    """Consent cannot be recorded as asked (unknown contributor, no licence, bad time)."""
 
 
 def parse_time(value: str) -> datetime:
+    """An ISO 8601 time, UTC when no zone is given."""
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -27,6 +28,7 @@ def parse_time(value: str) -> datetime:
 
 @dataclass(frozen=True)
 class ContributorState:
+    """One contributor's consent state under a policy, and when they are (or become) eligible."""
     id: str
     licence: str | None
     consent_at: str | None
@@ -35,6 +37,7 @@ class ContributorState:
 
 
 def classify(row: tuple, policy: Policy, now: datetime) -> ContributorState:
+    """The consent state of a (id, licence, consent_at) row under `policy` at `now`."""
     cid, licence, consent_at = row
     if not licence or not consent_at:
         return ContributorState(cid, licence, consent_at, "no_consent", None)
@@ -46,12 +49,14 @@ def classify(row: tuple, policy: Policy, now: datetime) -> ContributorState:
 
 
 def contributor_states(store, policy: Policy, now: datetime | None = None) -> list[ContributorState]:
+    """Every contributor's consent state, ordered by id."""
     now = now or datetime.now(timezone.utc)
     rows = store.conn.execute("SELECT id, consent_licence, consent_at FROM contributors ORDER BY id").fetchall()
     return [classify(r, policy, now) for r in rows]
 
 
 def eligible_contributors(store, policy: Policy, now: datetime | None = None) -> set[str]:
+    """The contributors whose data may feed a release now: consent, accepted licence, waiting period over."""
     return {s.id for s in contributor_states(store, policy, now) if s.status == "eligible"}
 
 

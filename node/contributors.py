@@ -1,4 +1,8 @@
-"""What the node holds about one contributor (`cairn node contributor DIR --id ID`)."""
+"""What the node holds about one contributor (`cairn node contributor DIR --id ID`).
+
+Counts, consent state and sources only, never text (ARCHITECTURE.md invariant 1); a withdrawn
+contributor is reported as such, with nothing held (invariant 8).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from node.store import StoreError
 
 
 def describe(store, policy, cid: str) -> dict:
+    """Counts, consent state and sources of contributor `cid` (no text); StoreError when unknown."""
     row = store.conn.execute(
         "SELECT id, consent_licence, consent_at, first_seen, consent_source FROM contributors WHERE id=?", (cid,)
     ).fetchone()

@@ -1,9 +1,17 @@
 """Encryption at rest for a node's store: AES-GCM for text, HMAC for text-free lookup keys.
 
 The master secret comes from the key file that `cairn node init` writes (32 random bytes, mode 0600)
-or from a passphrase stretched with scrypt (RFC 7914; n=2**15, r=8, p=1). Two sub-keys are derived
-with HKDF-SHA256 (RFC 5869): one for AES-256-GCM (NIST SP 800-38D, 96-bit random nonces), one for
-HMAC-SHA256 identifiers, so that dedup keys and caches never hold text or plain hashes of text.
+or from a passphrase stretched with scrypt (n=2**15, r=8, p=1). Two sub-keys are derived with
+HKDF-SHA256: one for AES-256-GCM (96-bit random nonces), one for HMAC-SHA256 identifiers, so that
+dedup keys and caches never hold text or plain hashes of text: text at rest is sealed
+(ARCHITECTURE.md invariant 1).
+
+- scrypt: Percival & Josefsson, RFC 7914, "The scrypt Password-Based Key Derivation Function",
+  section 6 (the scrypt algorithm), https://www.rfc-editor.org/rfc/rfc7914
+- HKDF: Krawczyk & Eronen, RFC 5869, "HMAC-based Extract-and-Expand Key Derivation Function",
+  section 2 (extract, then expand), https://www.rfc-editor.org/rfc/rfc5869
+- AES-GCM: Dworkin, NIST SP 800-38D, section 8.2.2 (RBG-based 96-bit IV construction),
+  https://doi.org/10.6028/NIST.SP.800-38D
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 
 
 class CryptoError(Exception):
-    pass
+    """A key cannot be read or a sealed value cannot be opened (wrong key, altered data)."""
 
 
 def _hkdf(master: bytes, info: bytes) -> bytes:
@@ -40,6 +48,7 @@ def new_key_file(path: Path) -> None:
 
 
 def master_from_key_file(path: Path) -> bytes:
+    """The 32-byte master secret in a key file written by `new_key_file`."""
     data = Path(path).read_bytes()
     if len(data) != 32:
         raise CryptoError(f"{path}: store key must be 32 bytes, found {len(data)}")
@@ -47,6 +56,7 @@ def master_from_key_file(path: Path) -> bytes:
 
 
 def master_from_passphrase(passphrase: str, salt: bytes) -> bytes:
+    """The 32-byte master secret stretched from a passphrase with scrypt (RFC 7914)."""
     return Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase.encode("utf-8"))
 
 
@@ -59,13 +69,16 @@ class StoreCipher:
 
     @classmethod
     def from_master(cls, master: bytes) -> "StoreCipher":
+        """The two sub-keys derived from the master secret with HKDF-SHA256 (RFC 5869)."""
         return cls(_hkdf(master, b"cairn/store/aes-gcm/v1"), _hkdf(master, b"cairn/store/hmac/v1"))
 
     def seal(self, plaintext: bytes, context: bytes) -> bytes:
+        """AES-256-GCM of `plaintext` under a fresh random nonce, bound to `context` (nonce || ciphertext)."""
         nonce = os.urandom(NONCE)
         return nonce + AESGCM(self.enc_key).encrypt(nonce, plaintext, context)
 
     def open(self, blob: bytes, context: bytes) -> bytes:
+        """The plaintext of a `seal`ed blob for the same `context`; CryptoError when it does not authenticate."""
         try:
             return AESGCM(self.enc_key).decrypt(blob[:NONCE], blob[NONCE:], context)
         except InvalidTag:

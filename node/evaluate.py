@@ -1,40 +1,39 @@
-"""`cairn model eval`: pairwise accuracy of a reward model on any importable feedback file.
+"""`cairn model eval` / `cairn model score`: a reward model (a model file or a bundle's) applied to text.
 
 Accuracy = fraction of strict-preference pairs (ties and both-bad excluded, node/pairs.py) where
-the model scores the preferred response higher; equal scores count as half right.
+the model scores the preferred response higher; equal scores count as half right. Everything runs
+where the text is: nothing here sends or writes anything (ARCHITECTURE.md invariant 1).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from node.features import featurizer_from_config
+from model.features import featurizer_from_config
+from model.reward_model import load_model, score
 from node.importers import RecordError, read_records
 from node.pairs import eval_pairs
-from node.reward_model import load_model, score
+from protos import bundle as bundle_format
 
 
 class EvalError(Exception):
-    pass
+    """The model or the data cannot be evaluated (the message says which and why)."""
 
 
 def model_path(path: Path) -> Path:
     """A model file, a model directory, or a bundle (its model/ folder)."""
     path = Path(path)
-    if (path / "manifest.pb").exists():
-        from protos import bundle_pb2
-
-        listed = {f.path for f in bundle_pb2.BundleManifest.FromString((path / "manifest.pb").read_bytes()).files}
-        if "model/model.safetensors" not in listed:
+    if (path / bundle_format.MANIFEST_PB).exists():
+        listed = {f.path for f in bundle_format.read_manifest(path).files}
+        if bundle_format.MODEL not in listed:
             raise EvalError(f"{path}: this bundle's manifest lists no model (no training round was applied)"
                             + ("; the model/ folder there is not part of it" if (path / "model").exists() else ""))
-        return path / "model" / "model.safetensors"
+        return path / bundle_format.MODEL
     return path
 
 
 def evaluate(model: Path, data: Path, fmt: str | None = None) -> dict:
+    """Pairwise accuracy of `model` on the strict preferences of the feedback file `data`."""
     head, cfg = load_model(model_path(model))
     featurizer = featurizer_from_config(cfg["featurizer"])
     records = []
@@ -50,3 +49,10 @@ def evaluate(model: Path, data: Path, fmt: str | None = None) -> dict:
     s_rejected = score(head, featurizer, prompts, [p.rejected for p in pairs])
     right = (s_chosen > s_rejected).sum() + 0.5 * (s_chosen == s_rejected).sum()
     return {"pairs": len(pairs), "accuracy": float(right / len(pairs))}
+
+
+def score_responses(model: Path, prompt: str, responses: list[str]) -> list[float]:
+    """Reward scores of `responses` to `prompt` under `model` (higher is better)."""
+    head, cfg = load_model(model_path(model))
+    scores = score(head, featurizer_from_config(cfg["featurizer"]), [prompt] * len(responses), list(responses))
+    return [float(s) for s in scores]

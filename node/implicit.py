@@ -3,7 +3,8 @@
 A member's conversation often says how the previous answer went without any button being
 pressed: the user thanks the assistant, corrects it, or asks the same thing again in other words.
 This module finds those signals with simple, documented heuristics; the text never leaves the
-node, only DP counts per signal do (node/queries.py, query kind `implicit_feedback`).
+node, only DP counts per signal do (node/queries.py, query kind `implicit_feedback`;
+ARCHITECTURE.md invariant 1).
 
 A signal is read from a USER turn that directly follows an ASSISTANT turn (so it reacts to that
 answer). Turns are the record's prompt messages followed by its responses (a response is an
@@ -31,8 +32,6 @@ from collections.abc import Iterable
 
 from node.schema import Message, Record
 
-SIGNALS = ("thanks", "correction", "rephrase")
-
 _CORRECTION_START = re.compile(
     r"^\s*(no\b|nope\b|wrong\b|incorrect\b|that'?s not\b|that is not\b|actually\b|non\b|nein\b|falsch\b|incorrecto\b)",
     re.IGNORECASE,
@@ -53,6 +52,7 @@ def _words(text: str) -> set[str]:
 
 
 def jaccard(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' word sets (lower-cased words of 3+ letters)."""
     wa, wb = _words(a), _words(b)
     if not wa or not wb:
         return 0.0

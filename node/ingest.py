@@ -4,7 +4,8 @@ By default an import is all-or-nothing: every record is written inside one SQLit
 the first bad record rolls it back, with an error naming file, line and field. With
 `skip_invalid`, bad records are reported and the rest land. Records already stored (same source
 and key) are skipped, so importing a file twice adds nothing. A killed import leaves the store as
-it was: SQLite's WAL discards an uncommitted transaction.
+it was: SQLite's WAL discards an uncommitted transaction (ARCHITECTURE.md invariant 9). Text is
+redacted (node/redact.py) and sealed (node/store.py) before it is written (invariant 1).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class ImportFailed(Exception):
 
 @dataclass
 class ImportReport:
+    """What one import did: records stored, duplicates and withdrawn skipped, errors, feedback, redactions."""
     file: str
     format: str
     records: int = 0  # newly stored
@@ -36,6 +38,7 @@ class ImportReport:
     redactions: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
+        """The report as JSON-ready data (`cairn node import --json`)."""
         return {
             "file": self.file,
             "format": self.format,
@@ -50,6 +53,7 @@ class ImportReport:
 
 
 def file_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes, hex."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -65,13 +69,15 @@ def import_file(
     max_record_bytes: int = 1_000_000,
     progress: bool = False,
 ) -> ImportReport:
+    """Import `path` into `store` in one transaction (see the module docstring); the ImportReport."""
     path = Path(path)
     if not path.is_file():
         raise ImportFailed(f"{path}: no such file")
     fmt = fmt or detect_format(path)
     consent_row = None
     if consent:
-        consent_row = (consent, (parse_time(consent_at) if consent_at else parse_time(utcnow())).isoformat(timespec="seconds"), f"import:{path.name}")
+        consent_time = parse_time(consent_at) if consent_at else parse_time(utcnow())
+        consent_row = (consent, consent_time.isoformat(timespec="seconds"), f"import:{path.name}")
     report = ImportReport(file=path.name, format=fmt)
     bar = _progress(path, progress)
     try:

@@ -4,11 +4,13 @@
 - supernode_ec / supernode_ec.pub: EC NIST P-384 key in OpenSSH format, which Flower's SuperNode
   authentication uses (`flwr supernode register node.pub`, `--auth-supernode-private-key`).
 - store.key: the store's master secret (absent when the node uses a passphrase).
+
+The raw public key bytes and the node id derived from them are privacy/keys.py's. The ledger key
+is what makes the ledger tamper-evident (ARCHITECTURE.md invariant 7).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -30,6 +32,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def create_keys(key_dir: Path, comment: str) -> None:
+    """Create the ledger and SuperNode key pairs under `key_dir` (private files mode 0600)."""
     key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ledger = Ed25519PrivateKey.generate()
     _write_private(
@@ -49,6 +52,7 @@ def create_keys(key_dir: Path, comment: str) -> None:
 
 
 def load_ledger_key(key_dir: Path) -> Ed25519PrivateKey:
+    """The node's Ed25519 ledger signing key."""
     key = serialization.load_pem_private_key((key_dir / LEDGER_KEY).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{key_dir / LEDGER_KEY}: not an Ed25519 private key")
@@ -56,16 +60,9 @@ def load_ledger_key(key_dir: Path) -> Ed25519PrivateKey:
 
 
 def load_ledger_public(key_dir: Path) -> Ed25519PublicKey:
+    """The node's Ed25519 ledger public key."""
     key = serialization.load_pem_public_key((key_dir / LEDGER_PUB).read_bytes())
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError(f"{key_dir / LEDGER_PUB}: not an Ed25519 public key")
     return key
 
-
-def raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def node_id(key: Ed25519PublicKey) -> str:
-    """A node's public identity: hex SHA-256 of its raw Ed25519 public key."""
-    return hashlib.sha256(raw_public(key)).hexdigest()

@@ -5,6 +5,9 @@
     DIR/store.sqlite     the store (node/store.py), with the privacy ledger's tables
     DIR/keys/            ledger and SuperNode keys, store.key (node/keys.py), mode 0700
     DIR/reports/         privacy reports the node writes
+
+The store opens only with its key (a wrong key or passphrase is refused before anything is read),
+and keys stay in DIR/keys/ (ARCHITECTURE.md invariants 1 and 7).
 """
 
 from __future__ import annotations
@@ -20,17 +23,19 @@ import tomli_w
 from node import keys
 from node.crypto import CryptoError, StoreCipher, master_from_key_file, master_from_passphrase, new_key_file
 from node.store import DB_NAME, Store
+from privacy.keys import node_id_of, raw_public_key
 from privacy.policy import Policy, load_policy
 
 PASSPHRASE_ENV = "CAIRN_PASSPHRASE"
 
 
 class NodeDirError(Exception):
-    pass
+    """DIR is not a usable node directory (missing, not initialised, no key)."""
 
 
 @dataclass
 class NodeDir:
+    """A node directory on disk: its config, policy, keys and store."""
     path: Path
 
     def __post_init__(self):
@@ -38,20 +43,24 @@ class NodeDir:
 
     @property
     def key_dir(self) -> Path:
+        """DIR/keys: ledger, SuperNode and store keys (mode 0700)."""
         return self.path / "keys"
 
     @property
     def policy_path(self) -> Path:
+        """DIR/policy.toml: the community's privacy policy."""
         return self.path / "policy.toml"
 
     @property
     def config_path(self) -> Path:
+        """DIR/node.toml: name, node id, how the store key is obtained."""
         return self.path / "node.toml"
 
     # --- creation ------------------------------------------------------------------------------
 
     @classmethod
     def init(cls, path: Path, name: str, passphrase: str | None = None, policy: Policy | None = None) -> "NodeDir":
+        """Create a node directory: keys, config, policy and an empty store (NodeDirError if one is there)."""
         path = Path(path)
         if (path / "node.toml").exists():
             raise NodeDirError(f"{path}: already a Cairn node directory")
@@ -71,24 +80,23 @@ class NodeDir:
             master = master_from_key_file(nd.key_dir / keys.STORE_KEY)
         cfg = {
             "name": name,
-            "node_id": keys.node_id(keys.load_ledger_public(nd.key_dir)),
+            "node_id": node_id_of(raw_public_key(keys.load_ledger_public(nd.key_dir))),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "store": store_cfg,
         }
         nd.config_path.write_text(tomli_w.dumps(cfg), encoding="utf-8")
         (policy or Policy(community=name)).save(nd.policy_path)
         cipher = StoreCipher.from_master(master)
-        store = Store(path / DB_NAME, cipher)
-        with store.transaction():
+        with Store(path / DB_NAME, cipher) as store, store.transaction():
             store.meta_set("key_check", cipher.check_value())
             store.meta_set("node_name", name)
-        store.close()
         (path / "reports").mkdir(exist_ok=True)
         return nd
 
     # --- opening -------------------------------------------------------------------------------
 
     def config(self) -> dict:
+        """node.toml as a dict; NodeDirError when DIR is not a node directory."""
         if not self.config_path.exists():
             raise NodeDirError(f"{self.path}: not a Cairn node directory (no node.toml; run `cairn node init`)")
         try:
@@ -98,16 +106,20 @@ class NodeDir:
 
     @property
     def name(self) -> str:
+        """The community's name."""
         return self.config()["name"]
 
     @property
     def node_id(self) -> str:
+        """The node id: a digest of the ledger's public key."""
         return self.config()["node_id"]
 
     def policy(self) -> Policy:
+        """The community's privacy policy (privacy/policy.py)."""
         return load_policy(self.policy_path)
 
     def cipher(self, passphrase: str | None = None) -> StoreCipher:
+        """The store cipher from the key file, or from the passphrase ($CAIRN_PASSPHRASE when not given)."""
         scfg = self.config().get("store", {})
         if scfg.get("key") == "passphrase":
             passphrase = passphrase or os.environ.get(PASSPHRASE_ENV)
@@ -122,6 +134,7 @@ class NodeDir:
         return StoreCipher.from_master(master)
 
     def open_store(self, passphrase: str | None = None) -> Store:
+        """The node's store, checked against its key; use as `with nd.open_store() as store:`."""
         self.config()
         cipher = self.cipher(passphrase)
         store = Store(self.path / DB_NAME, cipher)
@@ -131,7 +144,9 @@ class NodeDir:
         return store
 
     def ledger_key(self):
+        """The node's Ed25519 ledger signing key."""
         return keys.load_ledger_key(self.key_dir)
 
     def ledger_public(self):
+        """The node's Ed25519 ledger public key."""
         return keys.load_ledger_public(self.key_dir)

@@ -2,8 +2,9 @@
 
 A `Pair` says "contributor c prefers `chosen` over `rejected` as a reply to `prompt`" with soft
 label `target` = P(chosen beats rejected) and a loss `weight`. Every pair derives from ONE
-contributor's feedback, so that user-level DP (node/dp_training.py) can bound each person's total
-influence by grouping pairs by `contributor`.
+contributor's feedback, so that user-level DP (node/dpsgd/) can bound each person's total
+influence by grouping pairs by `contributor` (ARCHITECTURE.md invariant 4: the unit of privacy is
+the contributor).
 
 Conversion rules, per feedback kind (see node/schema.py):
 
@@ -40,6 +41,7 @@ __all__ = ["Pair", "PairStats", "pairs_from_records", "eval_pairs", "group_by_co
 
 @dataclass(frozen=True)
 class Pair:
+    """Contributor `contributor` prefers `chosen` over `rejected` as a reply to `prompt`, with soft label `target`."""
     contributor: str
     prompt: str
     chosen: str
@@ -52,6 +54,7 @@ class Pair:
 
 @dataclass
 class PairStats:
+    """Counts of what `pairs_from_records` produced and skipped, by reason and by feedback kind."""
     pairs: int = 0
     ties: int = 0
     both_bad: int = 0
@@ -61,7 +64,8 @@ class PairStats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
-def _emit(out: list[Pair], stats: PairStats, rec: Record, contributor: str, win: int, lose: int, target: float, weight: float, kind: str) -> None:
+def _emit(out: list[Pair], stats: PairStats, rec: Record, contributor: str, win: int, lose: int, target: float, weight: float,
+          kind: str) -> None:
     chosen, rejected = rec.responses[win].text, rec.responses[lose].text
     if chosen == rejected:
         stats.degenerate += 1

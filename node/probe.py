@@ -1,10 +1,14 @@
 """The empirical privacy probe (the experiment; the statistics are in privacy/probe.py).
 
-One training run, Steinke, Nasr & Jagielski 2023: take a node's training data (a SHADOW copy in
+An empirical check of ARCHITECTURE.md invariant 5 (epsilon is never under-reported): the lower bound
+it proves must stay below what the accountant claims for the same training.
+
+One training run (Steinke, Nasr & Jagielski 2023, "Privacy Auditing with One (1) Training Run",
+NeurIPS 2023, Algorithm 1; https://arxiv.org/abs/2305.08846): take a node's training data (a SHADOW copy in
 memory: nothing is written to the node or sent anywhere) or a synthetic community, add m canary
 contributors, each with one distinctive pair (fresh random feature vectors nobody else has, with a
 random preference), include each canary independently with probability 1/2, train with the node's
-own user-level DP-SGD (node/dp_training.py: same clipping, sampling and noise), and score each
+own user-level DP-SGD (node/dpsgd/: same clipping, sampling and noise), and score each
 canary by how much training moved its pair's margin:
 
     score_i = [s(chosen_i) - s(rejected_i)] after training - the same before training
@@ -23,13 +27,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from node.dp_training import ContributorTensors, contributor_tensors_from_arrays, train_dp
-from node.reward_model import RewardHead
+from model.reward_model import RewardHead
+from model.training_config import TRAINING
+from node.dpsgd import ContributorTensors, contributor_tensors_from_arrays, train_dp
+from privacy.accounting import epsilon_of
+from privacy.accounting.calibration import noise_multiplier_for
+from privacy.events import dpsgd_event
 from privacy.probe import ProbeResult, best_lower_bound
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
+    """One probe experiment: canaries, the DP-SGD run they go through, and the test's level alpha."""
+
     canaries: int = 200
     steps: int = 60
     sampling_probability: float = 0.5
@@ -103,9 +113,6 @@ def _margins(head: RewardHead, canaries: ContributorTensors) -> np.ndarray:
 
 def run_probe(base: ContributorTensors, cfg: ProbeConfig, source: str = "synthetic", fresh_dims: bool | None = None) -> ProbeResult:
     """Insert canaries into `base` (in memory), train once with user-level DP-SGD, bound epsilon."""
-    from privacy.audit import recompute_epsilons
-    from privacy.events import GaussianEvent, PoissonSampledEvent, SelfComposedEvent, event_to_proto
-
     t0 = time.perf_counter()
     if fresh_dims is None:
         fresh_dims = source == "synthetic"
@@ -114,17 +121,11 @@ def run_probe(base: ContributorTensors, cfg: ProbeConfig, source: str = "synthet
     members = rng.random(cfg.canaries) < 0.5  # each canary in with probability 1/2 (the audit's coin)
     q, steps, C = cfg.sampling_probability, cfg.steps, cfg.max_grad_norm
     if cfg.noise_multiplier is None:
-        from privacy.accountant import noise_multiplier_for
-
         z = noise_multiplier_for(cfg.epsilon, cfg.delta, q, steps)
     else:
         z = float(cfg.noise_multiplier)
-    # the claim for exactly this training, recomputed independently (privacy/audit.py)
-    if z > 0:
-        ev = event_to_proto(SelfComposedEvent(PoissonSampledEvent(q, GaussianEvent(z * C, C)), steps))
-        claimed = min(recompute_epsilons([ev], cfg.delta)[-1])
-    else:
-        claimed = float("inf")
+    # the accountant's claim for exactly this training (the event a node would ledger for it)
+    claimed = epsilon_of([dpsgd_event(q, z, steps, C)], cfg.delta).epsilon if z > 0 else float("inf")
     member_idx = torch.as_tensor(np.flatnonzero(members), dtype=torch.long)
     train = ContributorTensors.concat([base, canaries.subset(member_idx)]) if len(member_idx) else base
     # concat stacks feature tables: canaries' rows are offset by base's table size; same vectors.
@@ -143,20 +144,19 @@ def run_probe(base: ContributorTensors, cfg: ProbeConfig, source: str = "synthet
     )
 
 
-def node_base(node_dir, featurizer_cfg: dict | None = None, max_pairs: int = 8) -> tuple[ContributorTensors, float]:
+def node_base(node_dir, featurizer_cfg: dict | None = None,
+              max_pairs: int = TRAINING.max_pairs_per_contributor) -> tuple[ContributorTensors, float]:
     """A shadow copy of a node's eligible training data (in memory) and the node's delta."""
+    from model.features import featurizer_from_config
+    from model.presets import preset_config
     from node.node_dir import NodeDir
-    from node.features import featurizer_from_config
     from node.training import contributor_data
 
     nd = NodeDir(node_dir)
     policy = nd.policy()
-    store = nd.open_store()
-    try:
-        feat = featurizer_from_config(featurizer_cfg or {"name": "hashed-ngram", "dim": 384})
+    with nd.open_store() as store:
+        feat = featurizer_from_config(featurizer_cfg or preset_config("hashed"))
         data = contributor_data(store, policy, feat, max_pairs)
-    finally:
-        store.close()
     if data.n_contributors == 0:
         raise ValueError(f"{node_dir}: no eligible contributors to probe with")
     return data, policy.delta

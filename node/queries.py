@@ -4,15 +4,16 @@ A query (protos/query.proto `Query`) names a kind and the PUBLIC partitions to c
 names, languages, dimension names, topic labels from a fixed public list: the coordinator sends
 them, the node never reveals which keys its data holds). The node
 
-1. reads only eligible contributors' data (node/consent.py, DESIGN invariant 8);
+1. reads only eligible contributors' data (node/consent.py, ARCHITECTURE.md invariant 8);
 2. turns it into rows (contributor, partition) — never text: keys are public labels only;
 3. bounds each contributor's influence (privacy.mechanisms.bound_contributions: at most
-   `max_partitions` cells, at most `max_rows_per_partition` rows in each — DESIGN invariant 4);
+   `max_partitions` cells, at most `max_rows_per_partition` rows in each — ARCHITECTURE.md invariant 4);
 4. adds discrete Gaussian noise from the secure sampler, calibrated to
    min(requested epsilon, the node's own per-query cap), and accounts the exact DpEvent;
 5. releases through the node's ReleaseGate (policy rules, cache, durable ledger entry first).
 
-Query kinds and their rows (one row = one unit counted; partition keys are tuples of strings):
+Query kinds, their parameters and their cells are the wire contract (protos/wire.py, shared with the
+coordinator). Their rows (one row = one unit counted; partition keys are tuples of strings):
 
 | kind              | partitions (params)                              | rows                                       |
 |-------------------|--------------------------------------------------|--------------------------------------------|
@@ -42,14 +43,22 @@ from itertools import combinations
 
 from node import implicit
 from node.schema import Record
-from privacy.accountant import discrete_gaussian_sigma_for, epsilon_of
+from privacy.accounting import epsilon_of
+from privacy.accounting.calibration import discrete_gaussian_sigma_for
 from privacy.mechanisms import noisy_counts
 from privacy.release import PolicyViolation, canonical_json
 from protos import query_pb2
+from protos.wire import (
+    PUBLIC_TOPICS,
+    QUERY_KINDS,
+    THUMBS,
+    Param,
+    QueryError,
+    int_param,
+    partitions,
+    rating_bins,
+)
 
-QUERY_KINDS = ("battle_counts", "thumbs_rates", "rating_histogram", "coverage", "implicit_feedback")
-OUTCOMES = ("a", "b", "tie", "both_bad")  # in a battle key (m1, m2, outcome) with m1 < m2: a = m1 won
-THUMBS = ("up", "down")
 NOISE = "discrete_gaussian"
 
 # Default bounding per contributor: (max_partitions, max_rows_per_partition). A query may ask for
@@ -61,69 +70,12 @@ DEFAULT_BOUNDS = {
     "coverage": (6, 2),
     "implicit_feedback": (3, 2),
 }
-MAX_BOUND = 1000
-
-
-class QueryError(ValueError):
-    """A malformed query (the message names the parameter)."""
-
-
-# --- parameters and public partitions -------------------------------------------------------------
-
-
-def _list_param(params: dict, name: str, required: bool = True) -> list[str]:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        if required:
-            raise QueryError(f"query parameter {name!r} (a JSON list of public labels) is required")
-        return []
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise QueryError(f"query parameter {name!r} is not JSON: {raw[:80]!r}") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise QueryError(f"query parameter {name!r} must be a JSON list of non-empty strings")
-    return list(dict.fromkeys(value))
-
-
-def _int_param(params: dict, name: str, default: int, lo: int = 1, hi: int = MAX_BOUND) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise QueryError(f"query parameter {name!r} must be an integer, got {raw!r}") from None
-    if not lo <= v <= hi:
-        raise QueryError(f"query parameter {name!r} must be in {lo}..{hi}, got {v}")
-    return v
-
-
-def partitions(kind: str, params: dict) -> list[tuple[str, ...]]:
-    """The public cells of a query, in the canonical order of its answer."""
-    if kind == "battle_counts":
-        models = sorted(_list_param(params, "models"))
-        return [(a, b, o) for a, b in combinations(models, 2) for o in OUTCOMES]
-    if kind == "thumbs_rates":
-        return [(m, t) for m in _list_param(params, "models") for t in THUMBS]
-    if kind == "rating_histogram":
-        bins = _int_param(params, "bins", 5, 2, 100)
-        return [(d, str(i)) for d in _list_param(params, "dimensions") for i in range(bins)]
-    if kind == "coverage":
-        out = [("language", x) for x in _list_param(params, "languages", False)]
-        out += [("model", x) for x in _list_param(params, "models", False)]
-        out += [("topic", x) for x in _list_param(params, "topics", False)]
-        if not out:
-            raise QueryError("coverage needs at least one of 'languages', 'models', 'topics'")
-        return out
-    if kind == "implicit_feedback":
-        return [(s,) for s in implicit.SIGNALS]
-    raise QueryError(f"unknown query kind {kind!r} (known: {', '.join(QUERY_KINDS)})")
 
 
 def bounds(kind: str, params: dict) -> tuple[int, int]:
+    """(max_partitions, max_rows_per_partition) per contributor: the query's, else DEFAULT_BOUNDS."""
     mp, mr = DEFAULT_BOUNDS[kind]
-    return _int_param(params, "max_partitions", mp), _int_param(params, "max_rows_per_partition", mr)
+    return int_param(params, Param.MAX_PARTITIONS, mp), int_param(params, Param.MAX_ROWS_PER_PARTITION, mr)
 
 
 # --- rows: (contributor, partition) from records -------------------------------------------------
@@ -140,6 +92,7 @@ def _battle(out: list, contributor: str, ma: str | None, mb: str | None, outcome
 
 
 def battle_rows(records: Iterable[Record]) -> list[tuple[str, tuple]]:
+    """One (contributor, (m1, m2, outcome)) row per battle, from every pairwise-convertible kind."""
     out: list = []
     for rec in records:
         models = [r.model for r in rec.responses]
@@ -172,13 +125,14 @@ def battle_rows(records: Iterable[Record]) -> list[tuple[str, tuple]]:
 
 
 def thumbs_rows(records: Iterable[Record]) -> list:
+    """One (contributor, (model, "up"/"down")) row per thumbs item on a named model."""
     out = []
     for rec in records:
         for fb in rec.feedback:
             if fb.kind == "thumbs":
                 m = rec.responses[fb.data["response"]].model
                 if m:
-                    out.append((fb.contributor, (m, "up" if fb.data["value"] > 0 else "down")))
+                    out.append((fb.contributor, (m, THUMBS[0] if fb.data["value"] > 0 else THUMBS[1])))
     return out
 
 
@@ -189,6 +143,7 @@ def rating_bin(value: float, lo: float, hi: float, bins: int) -> int:
 
 
 def rating_rows(records: Iterable[Record], bins: int) -> list:
+    """One (contributor, (dimension, bin)) row per rating."""
     out = []
     for rec in records:
         for fb in rec.feedback:
@@ -209,10 +164,11 @@ TOPICS = {
     "business": ("business", "market", "company", "customer", "sales", "job", "resume", "interview", "price"),
     "everyday": ("recipe", "cook", "travel", "movie", "music", "game", "sport", "weather", "gift"),
 }
-TOPIC_LABELS = tuple(TOPICS) + ("other",)
+TOPIC_LABELS = PUBLIC_TOPICS  # the keyword table above, plus "other"
 
 
 def topic_of(rec: Record) -> str:
+    """The public topic label of a record: meta["topic"] when it is one, else by keywords, else "other"."""
     t = rec.meta.get("topic")
     if isinstance(t, str) and t in TOPIC_LABELS:
         return t
@@ -226,6 +182,7 @@ def topic_of(rec: Record) -> str:
 
 
 def coverage_rows(records: Iterable[Record]) -> list:
+    """One row per (person, conversation, language/model/topic key); owner and contributors alike."""
     out = []
     for rec in records:
         keys = {("language", rec.language or "unknown"), ("topic", topic_of(rec))}
@@ -237,16 +194,18 @@ def coverage_rows(records: Iterable[Record]) -> list:
 
 
 def implicit_rows(records: Iterable[Record]) -> list:
+    """One (owner, (signal,)) row per implicit signal in a member's chat."""
     return [(rec.owner, (s,)) for rec in records if rec.owner for s in implicit.signals(rec)]
 
 
 def rows_for(kind: str, records: Iterable[Record], params: dict) -> list:
+    """The rows a query of `kind` counts."""
     if kind == "battle_counts":
         return battle_rows(records)
     if kind == "thumbs_rates":
         return thumbs_rows(records)
     if kind == "rating_histogram":
-        return rating_rows(records, _int_param(params, "bins", 5, 2, 100))
+        return rating_rows(records, rating_bins(params))
     if kind == "coverage":
         return coverage_rows(records)
     if kind == "implicit_feedback":
@@ -295,7 +254,7 @@ def dp_answer(kind: str, rows: list, params: dict, epsilon: float, delta: float)
 
 def request_of(query: query_pb2.Query) -> dict:
     """What identifies a query for the cache: kind, parameters, requested epsilon (not the round,
-    not the transport), so a repeated identical query gets the earlier answer (invariant 3)."""
+    not the transport), so a repeated identical query gets the earlier answer (ARCHITECTURE.md invariant 3)."""
     return {"query": query.name, "params": dict(sorted(query.params.items())), "epsilon": float(query.epsilon)}
 
 
@@ -349,7 +308,3 @@ def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tupl
         for key, v in zip(parts, payload["values"]):
             answer.cells.add(key=list(key), value=int(v))
     return answer, list(payload["values"])
-
-
-def answer_values(answer: query_pb2.Answer) -> dict[tuple, int]:
-    return {tuple(c.key): int(c.value) for c in answer.cells}

@@ -20,7 +20,8 @@ Phone patterns need a "+" or separators in phone-like groups, so plain numbers, 
 checksums, which keeps false positives on long numbers rare.
 
 `redact_record(record) -> Counter` redacts a Record's prompt messages, responses and feedback
-text (critiques) in place.
+text (critiques) in place. Defence in depth for ARCHITECTURE.md invariant 1: raw text never leaves
+the node anyway; redaction keeps identifiers out of the store and of any model trained on it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def _digits(s: str) -> str:
 
 
 def luhn_ok(number: str) -> bool:
+    """The Luhn check digit holds (ISO/IEC 7812-1 Annex B; H. P. Luhn, US patent 2,950,048, https://patents.google.com/patent/US2950048A)."""
     total = 0
     for i, ch in enumerate(reversed(number)):
         d = int(ch)
@@ -81,6 +83,8 @@ def luhn_ok(number: str) -> bool:
 
 
 def iban_ok(candidate: str) -> bool:
+    """A known country's IBAN length and ISO 13616 check digits: the rearranged number, read in base 36,
+    is 1 mod 97 (ISO/IEC 7064 MOD 97-10, https://www.iso.org/standard/31531.html)."""
     s = candidate.replace(" ", "").upper()
     if IBAN_LENGTHS.get(s[:2]) != len(s):
         return False
@@ -132,6 +136,7 @@ PASSES = (
 
 
 def redact(text: str) -> tuple[str, Counter]:
+    """`text` with PII replaced by the tokens in the module table, and how many of each kind."""
     counts: Counter = Counter()
     if not text:
         return text, counts

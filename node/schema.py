@@ -2,7 +2,9 @@
 
 A `Record` is one imported unit: a conversation (the prompt turns) with one or more candidate
 responses, and the feedback that contributors gave on them. Every importer produces Records;
-the store persists them (text encrypted) and the rest of the node reads them back.
+the store persists them (text encrypted) and the rest of the node reads them back. Every Record
+names its contributors, so the unit of privacy is a person across sources (ARCHITECTURE.md
+invariant 4).
 
 Feedback kinds (`Feedback.kind`) and the fields each uses:
 
@@ -21,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from protos.wire import OUTCOMES  # pairwise winner: response a, response b, tie, both bad
+
 KINDS = ("pairwise", "ranking", "rating", "thumbs", "label", "critique")
-OUTCOMES = ("a", "b", "tie", "both_bad")  # pairwise winner: response a, response b, tie, both bad
 
 
 class SchemaError(ValueError):
@@ -35,18 +38,21 @@ class SchemaError(ValueError):
 
 @dataclass
 class Message:
+    """One conversation turn."""
     role: str  # "user", "assistant", "system"
     text: str
 
 
 @dataclass
 class Response:
+    """One candidate response, with the model that wrote it when known."""
     text: str
     model: str | None = None
 
 
 @dataclass
 class Feedback:
+    """One contributor's feedback on a Record (fields per kind: see the module table)."""
     kind: str
     contributor: str
     data: dict[str, Any] = field(default_factory=dict)  # structured, text-free fields (see table)
@@ -54,6 +60,7 @@ class Feedback:
     timestamp: str | None = None  # ISO 8601, when the feedback was given
 
     def validate(self, n_responses: int) -> None:
+        """SchemaError naming the field when this feedback is malformed for a Record of `n_responses` responses."""
         d = self.data
         if self.kind not in KINDS:
             raise SchemaError(f"unknown feedback kind {self.kind!r}", "kind")
@@ -107,6 +114,7 @@ class Feedback:
 
 @dataclass
 class Record:
+    """One imported unit: prompt turns, candidate responses, and contributors' feedback on them."""
     source: str  # importer format name, e.g. "pandalm"
     key: str  # stable id within the source (dedup); never derived from text alone
     prompt: list[Message]  # conversation context before the responses
@@ -118,6 +126,7 @@ class Record:
     meta: dict[str, Any] = field(default_factory=dict)  # text-free extras (topic, app, ...)
 
     def validate(self) -> None:
+        """SchemaError naming the field when the Record or any of its feedback is malformed."""
         if not self.key:
             raise SchemaError("record has no key", "key")
         if not self.prompt and not self.responses:
@@ -132,6 +141,7 @@ class Record:
             f.validate(len(self.responses))
 
     def contributors(self) -> set[str]:
+        """Everyone with a part in this Record: the judges of its feedback and its owner."""
         out = {f.contributor for f in self.feedback}
         if self.owner:
             out.add(self.owner)

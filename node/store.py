@@ -4,6 +4,9 @@ Conversation text and free-text feedback are sealed with AES-GCM (node/crypto.py
 query needs without text (kinds, outcomes, ratings, model names, languages) stays in plain columns.
 Dedup keys are keyed HMACs, never text. `secure_delete` is on, so deleted rows are overwritten;
 `forget` also VACUUMs and truncates the WAL so a withdrawn contributor's text is gone from the file.
+
+Protects ARCHITECTURE.md invariants 1 (text sealed at rest), 8 (withdrawal deletes) and 9 (every
+write is one transaction: a failure leaves the store as it was).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ DB_NAME = "store.sqlite"
 
 
 def utcnow() -> str:
+    """Now, UTC, ISO 8601 to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -86,10 +90,11 @@ MIGRATIONS: list[str] = [
 
 
 class StoreError(Exception):
-    pass
+    """The store cannot do what was asked (unknown contributor, newer schema)."""
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    """A SQLite connection in WAL mode, synchronous FULL, foreign keys and secure_delete on."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)  # explicit transactions
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # a committed ledger entry survives power loss
@@ -99,18 +104,28 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class Store:
+    """The node's SQLite store; a context manager: `with nd.open_store() as store: ...` closes it."""
+
     def __init__(self, path: Path, cipher: StoreCipher):
         self.path = Path(path)
         self.cipher = cipher
         self.conn = connect(self.path)
         self.migrate()
 
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- schema ------------------------------------------------------------------------------
 
     def schema_version(self) -> int:
+        """The schema version (SQLite user_version)."""
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     def migrate(self) -> None:
+        """Apply the migrations this store has not had yet, each in its own transaction."""
         version = self.schema_version()
         if version > len(MIGRATIONS):
             raise StoreError(f"{self.path}: schema version {version} is newer than this Cairn ({len(MIGRATIONS)})")
@@ -133,26 +148,32 @@ class Store:
             self.conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the connection."""
         self.conn.close()
 
     def meta_get(self, key: str) -> str | None:
+        """A value of the meta table, None when unset."""
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
     def meta_set(self, key: str, value: str) -> None:
+        """Set a value of the meta table."""
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
 
     # --- writing records (call inside a transaction) ---------------------------------------------
 
     def is_withdrawn(self, contributor: str) -> bool:
+        """Has this contributor withdrawn (a tombstone holds the HMAC of the id)?"""
         mac = self.cipher.ident("contributor", contributor)
         return self.conn.execute("SELECT 1 FROM withdrawn WHERE id_mac=?", (mac,)).fetchone() is not None
 
     def has_record(self, source: str, key: str) -> bool:
+        """Is the record (source, key) stored?"""
         uid = self.cipher.ident("record", source, key)
         return self.conn.execute("SELECT 1 FROM conversations WHERE uid=?", (uid,)).fetchone() is not None
 
     def ensure_contributor(self, cid: str, consent: tuple[str, str, str] | None = None) -> None:
+        """Add the contributor if new; with `consent` (licence, at, source), record it."""
         self.conn.execute("INSERT OR IGNORE INTO contributors(id, first_seen) VALUES(?, ?)", (cid, utcnow()))
         if consent:
             licence, at, source = consent
@@ -205,6 +226,7 @@ class Store:
         return True
 
     def add_redactions(self, counts: Counter) -> None:
+        """Add to the running counts of redactions by kind."""
         for kind, n in counts.items():
             self.conn.execute(
                 "INSERT INTO redactions(kind, n) VALUES(?, ?) ON CONFLICT(kind) DO UPDATE SET n = n + excluded.n",
@@ -251,9 +273,10 @@ class Store:
                 meta=json.loads(meta),
             )
 
-    # --- embeddings cache (node/features.py calls get_many / put_many) ---------------------------
+    # --- embeddings cache (a model.features.FeatureCache: key / get_many / put_many) -------------
 
     def embedding_cache(self, featurizer_name: str) -> "EmbeddingCache":
+        """The sealed feature cache of one featurizer (a `model.features.FeatureCache`)."""
         return EmbeddingCache(self, featurizer_name)
 
     # --- withdrawal --------------------------------------------------------------------------------
@@ -309,7 +332,7 @@ class Store:
 class EmbeddingCache:
     """Sealed feature vectors keyed by HMAC(featurizer, text): the cache never holds text.
 
-    Implements node/features.py's FeatureCache: pass `keys=[cache.key(t) for t in texts]`."""
+    Implements model.features.FeatureCache: encode through it with `model.features.CachedEncoder`."""
 
     def __init__(self, store: Store, featurizer_name: str):
         self.store, self.name = store, featurizer_name
@@ -318,9 +341,11 @@ class EmbeddingCache:
         )
 
     def key(self, text: str) -> str:
+        """The cache key of `text`: HMAC(featurizer, text)."""
         return self.store.cipher.ident("emb", self.name, text)
 
     def get_many(self, keys: list[str]):
+        """The cached vectors among `keys` (missing keys are left out), opened."""
         import numpy as np
 
         out = {}
@@ -331,6 +356,7 @@ class EmbeddingCache:
         return out
 
     def put_many(self, items: dict) -> None:
+        """Seal and store the vectors, in one transaction."""
         import numpy as np
 
         with self.store.transaction():

@@ -1,6 +1,6 @@
 """One node's part in a federated training round: user-level DP-SGD on its eligible contributors.
 
-The node, not the coordinator, sets the privacy parameters (DESIGN invariant 3). At a federation's
+The node, not the coordinator, sets the privacy parameters (ARCHITECTURE.md invariant 3). At a federation's
 first round it fixes a plan: Poisson rate q over contributors (capped by policy), and the noise
 multiplier z that makes all planned rounds x local steps spend at most the epsilon the coordinator
 asked for, itself capped by what remains of the community's budget; z never goes below the
@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from model.features import CachedEncoder
+from model.reward_model import head_from_config, state_to_vector, vector_to_state
+from model.training_config import TRAINING
 from node.consent import eligible_contributors
-from node.dp_training import DEFAULTS, build_contributor_tensors, train_dp
+from node.dpsgd import build_contributor_tensors, train_dp
 from node.pairs import pairs_from_records
-from node.reward_model import head_from_config, state_to_vector, vector_to_state
-from privacy.accountant import noise_multiplier_for
-from privacy.events import GaussianEvent, PoissonSampledEvent, SelfComposedEvent
+from privacy.accounting.calibration import noise_multiplier_for
+from privacy.events import DpEvent, dpsgd_event
 
 
 class TrainingRefused(Exception):
@@ -31,26 +33,29 @@ class TrainingRefused(Exception):
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """What the coordinator asks for (it can ask; the node decides)."""
+    """What the coordinator asks for (it can ask; the node decides). Defaults: model.training_config."""
 
     federation_id: str
     round: int
     rounds: int  # planned rounds of the whole federation
-    local_steps: int = 100
-    epsilon: float = 8.0  # epsilon the coordinator would like the training to spend in total
-    expected_batch: int = 400  # contributors per step the coordinator would like
-    lr: float = 5e-3
-    max_grad_norm: float = 0.02
-    max_pairs_per_contributor: int = DEFAULTS["max_pairs_per_contributor"]
+    local_steps: int = TRAINING.local_steps
+    epsilon: float = TRAINING.epsilon  # epsilon the coordinator would like the training to spend in total
+    expected_batch: int = TRAINING.expected_batch  # contributors per step the coordinator would like
+    lr: float = TRAINING.lr
+    max_grad_norm: float = TRAINING.max_grad_norm
+    max_pairs_per_contributor: int = TRAINING.max_pairs_per_contributor
 
     @classmethod
     def from_config(cls, cfg: dict) -> "TrainRequest":
+        """The request from a train message's config record (unknown keys ignored)."""
         known = cls.__dataclass_fields__
         return cls(**{k: cfg[k] for k in known if k in cfg})
 
 
 @dataclass(frozen=True)
 class TrainPlan:
+    """The privacy parameters a node fixed at a federation's first round and keeps for every round."""
+
     federation_id: str
     rounds: int
     local_steps: int
@@ -62,9 +67,9 @@ class TrainPlan:
     lr: float
     max_pairs_per_contributor: int
 
-    def event(self):
-        q, z, c = self.sampling_probability, self.noise_multiplier, self.max_grad_norm
-        return SelfComposedEvent(PoissonSampledEvent(q, GaussianEvent(sigma=z * c, sensitivity=c)), self.local_steps)
+    def event(self) -> DpEvent:
+        """The ledger event of one round: SelfComposed(PoissonSampled(q, Gaussian(z*C, C)), local_steps)."""
+        return dpsgd_event(self.sampling_probability, self.noise_multiplier, self.local_steps, self.max_grad_norm)
 
 
 def check_trains(policy) -> None:
@@ -74,6 +79,7 @@ def check_trains(policy) -> None:
 
 
 def make_plan(policy, request: TrainRequest, n_contributors: int, spent_epsilon: float) -> TrainPlan:
+    """The node's plan for `request` under `policy` (see the module docstring), or TrainingRefused."""
     check_trains(policy)
     if n_contributors < policy.min_contributors:
         raise TrainingRefused(
@@ -110,18 +116,20 @@ def contributor_data(store, policy, featurizer, max_pairs: int):
     key = (str(store.path), json.dumps(featurizer.config(), sort_keys=True), digest, max_pairs)
     if key not in _DATA_CACHE:
         pairs = pairs_from_records(store.records(contributors=eligible))
-        cache = store.embedding_cache(featurizer.name)
+        encoder = CachedEncoder(featurizer, store.embedding_cache(featurizer.name))
         _DATA_CACHE.clear()
-        _DATA_CACHE[key] = build_contributor_tensors(pairs, featurizer, max_pairs, cache=cache, key_fn=cache.key)
+        _DATA_CACHE[key] = build_contributor_tensors(pairs, encoder, max_pairs)
     return _DATA_CACHE[key]
 
 
 def load_plan(store, federation_id: str) -> TrainPlan | None:
+    """The plan saved for `federation_id`, or None before its first round."""
     raw = store.meta_get(f"train-plan:{federation_id}")
     return TrainPlan(**json.loads(raw)) if raw else None
 
 
 def save_plan(store, plan: TrainPlan) -> None:
+    """Persist `plan` so later rounds of the federation reuse it."""
     with store.transaction():
         store.meta_set(f"train-plan:{plan.federation_id}", json.dumps(asdict(plan)))
 

@@ -1,4 +1,4 @@
-"""The node's privacy ledger: append-only, hash-chained, Ed25519-signed (DESIGN invariant 7).
+"""The node's privacy ledger: append-only, hash-chained, Ed25519-signed (ARCHITECTURE.md invariant 7).
 
 Each entry's body (protos/ledger.proto LedgerEntryBody) records one release: its DP event, the
 cumulative epsilon claimed after it (at target_delta, by the named accountant), the previous
@@ -25,11 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from google.protobuf import json_format
 
-from privacy.accountant import EpsilonReport, epsilon_of
+from privacy.accounting import EpsilonReport, epsilon_of
 from privacy.events import DpEvent, event_from_proto, event_to_proto
+from privacy.keys import node_id_of, raw_public_key
 from protos import ledger_pb2
 
 GENESIS_PREV_HASH = bytes(32)
@@ -65,7 +65,7 @@ BEGIN SELECT RAISE(ABORT, 'privacy release cache is append-only: DELETE refused'
 
 
 class LedgerError(RuntimeError):
-    pass
+    """The ledger cannot be opened, read or appended to (the message says why)."""
 
 
 class CapExceeded(LedgerError):
@@ -87,32 +87,30 @@ class AlreadyReleased(LedgerError):
         super().__init__(f"request already answered by ledger entry seq {entry.body.seq}")
 
 
-def raw_public_key(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def node_id_of(public_key_raw: bytes) -> str:
-    return hashlib.sha256(public_key_raw).hexdigest()
-
-
 def body_bytes(body: ledger_pb2.LedgerEntryBody) -> bytes:
+    """The exact bytes hashed and signed: the body's deterministic serialisation."""
     return body.SerializeToString(deterministic=True)
 
 
 def entry_hash_of(body: ledger_pb2.LedgerEntryBody) -> bytes:
+    """SHA-256 of `body_bytes(body)`: the entry hash that is signed and chained."""
     return hashlib.sha256(body_bytes(body)).digest()
 
 
 def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of `data` (payload and request hashes)."""
     return hashlib.sha256(data).hexdigest()
 
 
 def utc_now() -> str:
+    """The current UTC time, ISO 8601 with microseconds and a Z suffix."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
 class Committed:
+    """An appended entry and the cumulative epsilon report including it."""
+
     entry: ledger_pb2.LedgerEntry
     report: EpsilonReport  # cumulative, including this entry
 
@@ -161,6 +159,7 @@ class Ledger:
         return self.conn.execute("SELECT COUNT(*) FROM privacy_ledger").fetchone()[0]
 
     def entries(self) -> list[ledger_pb2.LedgerEntry]:
+        """Every entry, in sequence order."""
         rows = self.conn.execute("SELECT body, entry_hash, signature FROM privacy_ledger ORDER BY seq").fetchall()
         return [self._entry(*r) for r in rows]
 
@@ -172,17 +171,21 @@ class Ledger:
         return e
 
     def events(self) -> list[DpEvent]:
+        """The DP event of every entry, in sequence order."""
         return [event_from_proto(e.body.event) for e in self.entries()]
 
     def head(self) -> ledger_pb2.LedgerEntry | None:
+        """The last entry, or None for an empty ledger."""
         row = self.conn.execute(
             "SELECT body, entry_hash, signature FROM privacy_ledger ORDER BY seq DESC LIMIT 1").fetchone()
         return self._entry(*row) if row else None
 
     def spent(self, delta: float) -> EpsilonReport:
+        """Cumulative epsilon of the whole ledger at `delta`."""
         return epsilon_of(self.events(), delta)
 
     def cached(self, request_hash: str) -> tuple[ledger_pb2.LedgerEntry, bytes] | None:
+        """The entry and payload that answered `request_hash` before, or None."""
         row = self.conn.execute(
             "SELECT l.body, l.entry_hash, l.signature, c.payload FROM privacy_release_cache c "
             "JOIN privacy_ledger l ON l.seq = c.seq WHERE c.request_hash = ?", (request_hash,)).fetchone()
@@ -251,11 +254,13 @@ class Ledger:
     # --- export ---------------------------------------------------------------------------------
 
     def export(self) -> ledger_pb2.LedgerExport:
+        """The public export: node id, name, public key and every signed entry."""
         out = ledger_pb2.LedgerExport(node_id=self.node_id, node_name=self.node_name, public_key=self.public_key)
         out.entries.extend(self.entries())
         return out
 
     def export_to(self, path: Path, fmt: str = "pb") -> Path:
+        """Write the export atomically to `path` as protobuf ("pb") or JSON ("json")."""
         path = Path(path)
         export = self.export()
         if fmt == "pb":
@@ -271,6 +276,7 @@ class Ledger:
 
 
 def export_to_json(export: ledger_pb2.LedgerExport) -> str:
+    """The export as sorted, indented JSON (protobuf field names)."""
     d = json_format.MessageToDict(export, preserving_proto_field_name=True)
     return json.dumps(d, indent=2, sort_keys=True) + "\n"
 

@@ -1,6 +1,6 @@
 """Aggregate releases with contribution bounding per contributor, noised by secure integer samplers.
 
-The unit of privacy is one contributor (DESIGN invariant 4). Every mechanism here:
+The unit of privacy is one contributor (ARCHITECTURE.md invariant 4). Every mechanism here:
 1. bounds each contributor's influence (`bound_contributions`): at most `max_partitions`
    partitions, at most `max_rows_per_partition` rows in each, values clamped to [lo, hi];
    which rows survive is chosen uniformly at random with `secrets` randomness, never by content
@@ -20,7 +20,8 @@ between 0 and d). The release is therefore accounted as the m-fold composition o
 mechanism with sensitivity c, `SelfComposedEvent(DiscreteGaussianEvent(sigma, c), m)`, which is
 exact for a contributor who does touch m cells by c each. (For the continuous Gaussian this equals
 L2 sensitivity c*sqrt(m); per-coordinate composition avoids the small penalty of the multivariate
-discrete Gaussian analysis in Canonne, Kamath & Steinke 2020, Sec. 4.)
+discrete Gaussian analysis in Canonne, Kamath & Steinke 2020, Section 4,
+https://arxiv.org/abs/2004.00010.)
 
 Partitions must be public (given by the caller, not read from the data), so that which cells
 exist reveals nothing; rows in other partitions are dropped.
@@ -35,10 +36,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterable, Sequence
 
-import numpy as np
-
 from privacy import samplers
-from privacy.accountant import calibrate_noise, epsilon_of
+from privacy.accounting import epsilon_of
+from privacy.accounting.calibration import calibrate_noise
 from privacy.events import (
     ComposedEvent,
     DiscreteGaussianEvent,
@@ -51,7 +51,7 @@ NOISE_KINDS = ("discrete_gaussian", "discrete_laplace")
 
 
 class MechanismError(ValueError):
-    pass
+    """A mechanism's parameters or inputs are invalid (the message names which)."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,11 @@ class NoisyRelease:
     extra: dict = field(default_factory=dict)
 
     def epsilon(self, delta: float) -> float:
+        """This release's own epsilon at `delta`, by the ledger's accountant."""
         return epsilon_of([self.event], delta).epsilon
 
     def payload(self) -> dict:
+        """What leaves the node: the noised values, their decoding and the public noise parameters."""
         vals = self.values
         if isinstance(vals, dict):
             vals = {str(k): int(v) for k, v in vals.items()}
@@ -86,6 +88,7 @@ class NoisyRelease:
         }
 
     def to_json_bytes(self) -> bytes:
+        """`payload()` as canonical JSON bytes."""
         return json.dumps(self.payload(), sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -137,6 +140,7 @@ def bound_contributions(
 
 
 def _event(noise: str, param: float, sensitivity: int, cells: int) -> DpEvent:
+    scalar: DpEvent
     if noise == "discrete_gaussian":
         scalar = DiscreteGaussianEvent(param, sensitivity)
     elif noise == "discrete_laplace":

@@ -1,7 +1,7 @@
 """A community's privacy policy: the TOML file `cairn node init` writes and the node enforces.
 
 The policy is the community's, not the coordinator's: nothing a coordinator sends can loosen it
-(DESIGN invariant 3). Enforcement lives with the release gate; this module owns the file format.
+(ARCHITECTURE.md invariant 3). Enforcement lives with the release gate; this module owns the file format.
 """
 
 from __future__ import annotations
@@ -10,17 +10,12 @@ import hashlib
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import tomli_w
 
-RELEASE_KINDS = (
-    "train",  # DP-SGD reward-model update
-    "battle_counts",  # pairwise outcome counts per model pair
-    "thumbs_rates",  # thumbs up/down per model
-    "rating_histogram",  # rating distribution per named dimension
-    "coverage",  # counts by language, model, topic
-    "implicit_feedback",  # thanks / corrections / rephrasings found in chats
-)
+from protos.wire import RELEASE_KINDS  # "train" and the aggregate query kinds
+
 DIMENSIONS = ("broad", "specific")
 DEFINITIONS = ("prescriptive", "descriptive")
 
@@ -31,6 +26,8 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Policy:
+    """A community's privacy policy (`policy.toml`): what the node may release, at what cost, and when."""
+
     community: str
     epsilon_cap: float = 8.0  # total epsilon the community allows, at `delta`
     delta: float = 1e-6  # target delta for every epsilon this node reports
@@ -52,6 +49,7 @@ class Policy:
             raise PolicyError("; ".join(problems))
 
     def problems(self) -> list[str]:
+        """Every rule the values break, each naming its field (empty when the policy is valid)."""
         out = []
         if not (self.epsilon_cap > 0):
             out.append(f"privacy.epsilon_cap must be > 0, got {self.epsilon_cap}")
@@ -81,6 +79,7 @@ class Policy:
     # --- file format -------------------------------------------------------------------------
 
     def to_toml_dict(self) -> dict:
+        """The policy as the nested tables of `policy.toml`."""
         return {
             "community": {"name": self.community},
             "privacy": {
@@ -103,6 +102,7 @@ class Policy:
         }
 
     def dumps(self) -> str:
+        """The policy file's text (its SHA-256 is recorded in every ledger entry)."""
         header = (
             "# Cairn community privacy policy. The node enforces it before every release;\n"
             "# the unit of privacy is one contributor (a person). Edit with care: every\n"
@@ -111,19 +111,22 @@ class Policy:
         return header + tomli_w.dumps(self.to_toml_dict())
 
     def save(self, path: Path) -> None:
+        """Write the policy file atomically (temporary file, then rename)."""
         path = Path(path)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(self.dumps(), encoding="utf-8")
         tmp.replace(path)
 
     def sha256(self) -> str:
+        """Hex SHA-256 of `dumps()`: the policy hash ledger entries record."""
         return hashlib.sha256(self.dumps().encode()).hexdigest()
 
     def as_dict(self) -> dict:
+        """The policy's fields as a plain dict."""
         return asdict(self)
 
 
-_SCHEMA = {
+_SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("community", "name"): ("community", str),
     ("privacy", "epsilon_cap"): ("epsilon_cap", float),
     ("privacy", "delta"): ("delta", float),
@@ -157,12 +160,12 @@ def load_policy(path: Path) -> Policy:
             if (section, key) == ("community", "name"):
                 raise PolicyError(f"{path}: missing field community.name")
             continue
-        value = raw[section][key]
+        value: Any = raw[section][key]
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, typ) or isinstance(value, bool):
             raise PolicyError(f"{path}: field {section}.{key} must be {typ.__name__}, got {value!r}")
-        kwargs[attr] = tuple(value) if typ is list else value
+        kwargs[attr] = tuple(cast(list, value)) if typ is list else value
     kwargs["extra"] = raw.get("extra", {})
     try:
         return Policy(**kwargs)

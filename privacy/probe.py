@@ -1,6 +1,7 @@
 """Empirical privacy lower bounds from one training run (the math; node/probe.py runs the experiment).
 
-Steinke, Nasr & Jagielski 2023, "Privacy auditing with one (1) training run" (NeurIPS 2023):
+Steinke, Nasr & Jagielski 2023, "Privacy Auditing with One (1) Training Run" (NeurIPS 2023,
+https://arxiv.org/abs/2305.08846):
 m canaries are each included in the training data independently with probability 1/2. After
 training, the auditor scores every canary, guesses "in" for the k+ highest scores and "out" for the
 k- lowest, and abstains on the rest: r = k+ + k- guesses, v of them correct. If the training is
@@ -17,7 +18,8 @@ is not (eps, delta)-DP: with confidence 1 - alpha, epsilon is at least the large
 The guarantee needs the guesses fixed before looking at memberships; choosing among several k after
 looking would need a correction, so `best_lower_bound` splits alpha over the candidates (Bonferroni).
 The unit here is whatever was included with probability 1/2: for user-level DP-SGD, a canary is a
-whole contributor.
+whole contributor. Checks ARCHITECTURE.md invariant 5 from the outside: an empirical lower bound
+above the ledger's claimed epsilon would show the claim under-reported.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def epsilon_lower_bound(m: int, r: int, v: int, delta: float = 0.0, alpha: float
 
 @dataclass(frozen=True)
 class ProbeGuess:
+    """One choice of k+ / k- guesses: r guesses, v correct, and the epsilon lower bound they give."""
+
     k_plus: int
     k_minus: int
     guesses: int  # r
@@ -102,6 +106,8 @@ def best_lower_bound(scores: Sequence[float], members: Sequence[bool], delta: fl
 
 @dataclass
 class ProbeResult:
+    """A one-run audit: the claimed epsilon of the training and the empirical lower bound against it."""
+
     canaries: int  # m
     included: int
     noise_multiplier: float
@@ -124,4 +130,5 @@ class ProbeResult:
         return self.epsilon_lower_bound <= self.claimed_epsilon
 
     def to_dict(self) -> dict:
+        """JSON-able form, with `consistent`."""
         return {**asdict(self), "consistent": self.consistent}

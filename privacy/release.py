@@ -1,4 +1,4 @@
-"""The release gate: the ONLY path by which a node's DP result leaves (DESIGN invariants 2 and 3).
+"""The release gate: the ONLY path by which a node's DP result leaves (ARCHITECTURE.md invariants 2 and 3).
 
     gate = ReleaseGate(ledger, policy)
     rel = gate.release("battle_counts", request, make_payload, contributors=n, cells=k)
@@ -28,10 +28,11 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from privacy.accountant import EpsilonReport, epsilon_of, flatten
-from privacy.events import DpEvent, GaussianEvent, NoOpEvent
+from privacy.accounting import EpsilonReport, epsilon_of, flatten
+from privacy.events import DpEvent, EventError, dpsgd_params
 from privacy.ledger import AlreadyReleased, CapExceeded, Ledger
 from privacy.policy import Policy
+from protos import ledger_pb2
 
 AGGREGATE_KINDS_EXEMPT = ("train",)  # max_query_epsilon applies to aggregate queries, not training
 
@@ -57,25 +58,31 @@ class Budget:
 
 @dataclass(frozen=True)
 class Release:
+    """What left the node: the payload and the signed ledger entry that accounts for it."""
+
     payload: bytes
-    entry: object  # ledger_pb2.LedgerEntry
+    entry: ledger_pb2.LedgerEntry
     cached: bool  # True: the earlier answer to the same request, nothing new spent
     request_hash: str
 
     @property
     def seq(self) -> int:
+        """The ledger entry's sequence number."""
         return self.entry.body.seq
 
     @property
     def entry_hash(self) -> str:
+        """The ledger entry's hash, hex."""
         return bytes(self.entry.entry_hash).hex()
 
     @property
     def claimed_epsilon(self) -> float:
+        """Cumulative epsilon claimed by the ledger entry."""
         return self.entry.body.claimed_epsilon
 
 
 def canonical_json(obj) -> bytes:
+    """Deterministic JSON (sorted keys, no spaces, no NaN) of a request."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
@@ -90,6 +97,8 @@ def _base_kind(kind: str) -> str:
 
 
 class ReleaseGate:
+    """The only path by which a DP result leaves a node: policy checks, cache, ledger, then release."""
+
     def __init__(self, ledger: Ledger, policy: Policy, after_commit: Callable[[object], None] | None = None):
         self.ledger = ledger
         self.policy = policy
@@ -100,15 +109,19 @@ class ReleaseGate:
     # --- budget -----------------------------------------------------------------------------------
 
     def spent(self) -> EpsilonReport:
+        """Cumulative epsilon of the node's ledger at the policy's delta."""
         return self.ledger.spent(self.policy.delta)
 
     def spent_epsilon(self) -> float:
+        """Cumulative epsilon spent at the policy's delta."""
         return self.spent().epsilon
 
     def remaining_epsilon(self) -> float:
+        """The policy's cap minus what is spent (never below 0)."""
         return max(0.0, self.policy.epsilon_cap - self.spent_epsilon())
 
     def budget(self, kind: str = "") -> Budget:
+        """What one release of `kind` may spend, from the node's policy."""
         remaining = self.remaining_epsilon()
         per_query = remaining if _base_kind(kind) in AGGREGATE_KINDS_EXEMPT else min(remaining, self.policy.max_query_epsilon)
         return Budget(per_query, remaining, self.policy.delta, self.policy.min_noise_multiplier,
@@ -117,6 +130,7 @@ class ReleaseGate:
     # --- checks -----------------------------------------------------------------------------------
 
     def check_request(self, kind: str, contributors: int, cells: int = 1) -> None:
+        """Per-request rules, before anything is computed: kind allowed, enough contributors, answer size."""
         p = self.policy
         if _base_kind(kind) not in p.allowed_releases:
             raise PolicyViolation("allowed_releases", f"release kind {kind!r} is not allowed by this community "
@@ -131,11 +145,16 @@ class ReleaseGate:
     def check_event(self, kind: str, event: DpEvent) -> EpsilonReport:
         """Per-release rules on the event the node is about to release; returns its own cost."""
         p = self.policy
-        for (ev, q), _ in flatten([event]).items():
+        for (_, q), _ in flatten([event]).items():
             if q < 1.0 and q > p.max_sampling_rate:
                 raise PolicyViolation("max_sampling_rate", f"sampling probability {q} > {p.max_sampling_rate}")
-            if _base_kind(kind) == "train" and isinstance(ev, GaussianEvent) and ev.noise_multiplier < p.min_noise_multiplier:
-                raise PolicyViolation("min_noise_multiplier", f"noise multiplier {ev.noise_multiplier:.4g} is below "
+        if _base_kind(kind) == "train":
+            sgd = dpsgd_params(event)
+            if sgd is None:
+                raise PolicyViolation("min_noise_multiplier", "a train release must be one DP-SGD event "
+                                      "(privacy.events.dpsgd_event), so that its noise can be checked")
+            if sgd.noise_multiplier < p.min_noise_multiplier:
+                raise PolicyViolation("min_noise_multiplier", f"noise multiplier {sgd.noise_multiplier:.4g} is below "
                                       f"the policy floor {p.min_noise_multiplier}")
         # cheap structural rules above first; the accountant only for what passes them
         own = epsilon_of([event], p.delta)
@@ -181,7 +200,9 @@ class ReleaseGate:
         if not isinstance(payload, (bytes, bytearray)):
             raise TypeError("payload must be bytes")
         payload = bytes(payload)
-        self.check_event(kind, event or NoOpEvent())
+        if event is None:
+            raise EventError("make_payload returned no DP event: nothing leaves without its event")
+        self.check_event(kind, event)
         try:
             committed = self.ledger.append(
                 kind, event, contributors, self.policy.delta, self.policy.sha256(),

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/bundle.proto\x12\x08\x63\x61irn.v1\"F\n\nBundleFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0c\n\x04kind\x18\x04 \x01(\t\"\xdb\x01\n\nBundleNode\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11ledger_public_key\x18\x03 \x01(\x0c\x12\x13\n\x0bledger_file\x18\x04 \x01(\t\x12\x17\n\x0f\x63laimed_epsilon\x18\x05 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x06 \x01(\x01\x12\x12\n\naccountant\x18\x07 \x01(\t\x12\x18\n\x10ledger_head_hash\x18\x08 \x01(\x0c\x12\x16\n\x0eledger_entries\x18\t \x01(\x04\x12\x10\n\x08paradigm\x18\n \x01(\t\"C\n\x08\x41rtifact\x12\x0c\n\x04path\x18\x01 \x01(\t\x12)\n\x07sources\x18\x02 \x03(\x0b\x32\x18.cairn.v1.ArtifactSource\"P\n\x0e\x41rtifactSource\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nledger_seq\x18\x02 \x01(\x04\x12\x19\n\x11ledger_entry_hash\x18\x03 \x01(\x0c\"\xdc\x01\n\x0e\x42undleManifest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x15\n\rfederation_id\x18\x03 \x01(\t\x12#\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x14.cairn.v1.BundleFile\x12#\n\x05nodes\x18\x05 \x03(\x0b\x32\x14.cairn.v1.BundleNode\x12%\n\tartifacts\x18\x06 \x03(\x0b\x32\x12.cairn.v1.Artifact\x12\x1e\n\x16\x63oordinator_public_key\x18\x07 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/bundle.proto\x12\x08\x63\x61irn.v1\"F\n\nBundleFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0c\n\x04kind\x18\x04 \x01(\t\"\xdb\x01\n\nBundleNode\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11ledger_public_key\x18\x03 \x01(\x0c\x12\x13\n\x0bledger_file\x18\x04 \x01(\t\x12\x17\n\x0f\x63laimed_epsilon\x18\x05 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x06 \x01(\x01\x12\x12\n\naccountant\x18\x07 \x01(\t\x12\x18\n\x10ledger_head_hash\x18\x08 \x01(\x0c\x12\x16\n\x0eledger_entries\x18\t \x01(\x04\x12\x10\n\x08paradigm\x18\n \x01(\t\"C\n\x08\x41rtifact\x12\x0c\n\x04path\x18\x01 \x01(\t\x12)\n\x07sources\x18\x02 \x03(\x0b\x32\x18.cairn.v1.ArtifactSource\"P\n\x0e\x41rtifactSource\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nledger_seq\x18\x02 \x01(\x04\x12\x19\n\x11ledger_entry_hash\x18\x03 \x01(\x0c\"\xdc\x01\n\x0e\x42undleManifest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x15\n\rfederation_id\x18\x03 \x01(\t\x12#\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x14.cairn.v1.BundleFile\x12#\n\x05nodes\x18\x05 \x03(\x0b\x32\x14.cairn.v1.BundleNode\x12%\n\tartifacts\x18\x06 \x03(\x0b\x32\x12.cairn.v1.Artifact\x12\x1e\n\x16\x63oordinator_public_key\x18\x07 \x01(\x0c\"/\n\x0cRoundsRecord\x12\x1f\n\x06rounds\x18\x01 \x03(\x0b\x32\x0f.cairn.v1.Round\"\xcd\x01\n\x05Round\x12\r\n\x05round\x18\x01 \x01(\r\x12\x13\n\x0b\x61ggregation\x18\x02 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\x12\x30\n\x0c\x63ontributors\x18\x04 \x03(\x0b\x32\x1a.cairn.v1.RoundContributor\x12-\n\x07refused\x18\x05 \x03(\x0b\x32\x1c.cairn.v1.Round.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"k\n\x10RoundContributor\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nledger_seq\x18\x02 \x01(\r\x12\x19\n\x11ledger_entry_hash\x18\x03 \x01(\t\x12\x17\n\x0f\x63laimed_epsilon\x18\x04 \x01(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.bundle_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ROUND_REFUSEDENTRY']._loaded_options = None
+  _globals['_ROUND_REFUSEDENTRY']._serialized_options = b'8\001'
   _globals['_BUNDLEFILE']._serialized_start=33
   _globals['_BUNDLEFILE']._serialized_end=103
   _globals['_BUNDLENODE']._serialized_start=106
@@ -41,4 +43,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ARTIFACTSOURCE']._serialized_end=476
   _globals['_BUNDLEMANIFEST']._serialized_start=479
   _globals['_BUNDLEMANIFEST']._serialized_end=699
+  _globals['_ROUNDSRECORD']._serialized_start=701
+  _globals['_ROUNDSRECORD']._serialized_end=748
+  _globals['_ROUND']._serialized_start=751
+  _globals['_ROUND']._serialized_end=956
+  _globals['_ROUND_REFUSEDENTRY']._serialized_start=910
+  _globals['_ROUND_REFUSEDENTRY']._serialized_end=956
+  _globals['_ROUNDCONTRIBUTOR']._serialized_start=958
+  _globals['_ROUNDCONTRIBUTOR']._serialized_end=1065
 # @@protoc_insertion_point(module_scope)

@@ -3,12 +3,14 @@ from pathlib import Path
 
 import pytest
 
+from node.synth import default_data_dir
+
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("CAIRN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED_DATA = default_data_dir()
 FIXTURES = ROOT / "fixtures"
 
 

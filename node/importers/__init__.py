@@ -20,6 +20,7 @@ namespaced by format: "tulu:ja", "pandalm:annotator1", "arena:<judge>".
 One line can yield several Records (an OpenAssistant tree): they share the line number, and a
 line is either wholly valid or one error. Each Record is validated (`Record.validate()`).
 PII redaction is not applied here: the import transaction calls `node.redact.redact_record`.
+Errors name file, line and field and never quote record text (ARCHITECTURE.md invariants 1 and 9).
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from __future__ import annotations
 import os
 from typing import Iterator, Union
 
-from node.importers import (arena, finegrained, helpsteer2, hh_rlhf, oasst, openai_messages, pandalm,
-                            sharelm, tulu)
+from node.importers import arena, finegrained, helpsteer2, hh_rlhf, oasst, openai_messages, pandalm, sharelm, tulu
 from node.importers.common import Context, Importer
 from node.importers.reader import RawRecord, RecordError, iter_raw
 from node.schema import Record, SchemaError
@@ -48,6 +48,7 @@ class FormatError(ValueError):
 
 
 def detect_format(path: str | os.PathLike, max_record_bytes: int = 1_000_000) -> str:
+    """The format of the file at `path`, judged from its first parseable records; FormatError otherwise."""
     path = os.fspath(path)
     seen_keys: list[str] = []
     looked = 0
@@ -82,6 +83,7 @@ def _detects(imp: Importer, obj: dict) -> bool:
 
 def read_records(path: str | os.PathLike, fmt: str | None = None, contributor: str | None = None,
                  max_record_bytes: int = 1_000_000) -> Iterator[Parsed]:
+    """Parse `path` (format `fmt`, detected when None) into (line, Record) pairs and RecordErrors."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FormatError(f"{path}: no such file")

@@ -20,8 +20,7 @@ Detected by: `conversation_a`, `conversation_b` and `winner`.
 
 from __future__ import annotations
 
-from node.importers.common import (Context, Importer, choice, content_text, get, language, role, stable_hash,
-                                   text, timestamp)
+from node.importers.common import Context, Importer, choice, content_text, get, language, role, stable_hash, text, timestamp
 from node.schema import Feedback, Message, Record, Response, SchemaError
 
 NAME = "arena"
@@ -49,6 +48,7 @@ def _side(obj: dict, name: str) -> tuple[list[Message], str]:
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
+    """One arena battle object -> one Record."""
     outcome = choice(obj.get("winner"), WINNER, "winner")
     who = ctx.who(obj.get("judge"), "judge")
     turns_a, reply_a = _side(obj, "conversation_a")
@@ -76,6 +76,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 
 def detect(obj: dict) -> bool:
+    """Does this object look like an arena battle?"""
     return "conversation_a" in obj and "conversation_b" in obj and "winner" in obj
 
 

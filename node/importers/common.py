@@ -3,7 +3,7 @@ roles, timestamps, stable keys.
 
 Importers raise `node.schema.SchemaError(message, field)`; `read_records` turns it into a
 `RecordError` that names file, line and field. Messages describe types and allowed values and
-never quote conversation text.
+never quote conversation text (ARCHITECTURE.md invariant 1).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class Importer:
+    """One format: its name, how to parse an object into Records, how to recognise one."""
     name: str  # registry and --format name; also Record.source
     parse: Callable[[dict, "Context"], list[Record]]
     detect: Callable[[dict], bool]  # does this parsed JSON object look like this format?
@@ -48,11 +49,12 @@ class Context:
             value = str(value)
         if not isinstance(value, str) or not value.strip():
             raise SchemaError(
-                f"no contributor id in this record; pass --contributor ID to attribute the file to one pseudonymous contributor",
+                "no contributor id in this record; pass --contributor ID to attribute the file to one pseudonymous contributor",
                 field_name)
         return f"{self.fmt}:{value.strip()}"
 
     def override(self) -> str:
+        """The operator's --contributor id; SchemaError for a format that carries none."""
         if not self.contributor:
             raise SchemaError(f"the {self.fmt} format has no contributor ids; pass --contributor ID", "contributor")
         return self.contributor
@@ -92,10 +94,12 @@ def get(obj: dict, name: str, typ: Any = None, *, required: bool = True, default
 
 
 def text(obj: dict, name: str, *, required: bool = True, path: str | None = None) -> str | None:
+    """obj[name] as a string (see `get`)."""
     return get(obj, name, str, required=required, path=path)
 
 
 def number(obj: dict, name: str, lo: float, hi: float, *, required: bool = True, path: str | None = None) -> float | None:
+    """obj[name] as a number within lo..hi (see `get`)."""
     v = get(obj, name, (int, float), required=required, path=path)
     if v is None:
         return None
@@ -123,6 +127,7 @@ ROLES = {
 
 
 def role(value: Any, field_name: str) -> str:
+    """A message role (user, assistant, system) from the names formats use for it."""
     if isinstance(value, str) and value.strip().lower() in ROLES:
         return ROLES[value.strip().lower()]
     return choice(value, {"user": 0, "assistant": 0, "system": 0}, field_name)

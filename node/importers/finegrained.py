@@ -43,6 +43,7 @@ def _passages(obj: dict) -> str:
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
+    """One qa-feedback object -> one Record."""
     who = ctx.override()
     preds = [text(obj, f"prediction {i}") for i in range(1, 5)]
     prefs = get(obj, "preference", list)
@@ -86,6 +87,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 
 def detect(obj: dict) -> bool:
+    """Does this object look like FineGrainedRLHF qa-feedback?"""
     return "prediction 1" in obj and "preference" in obj
 
 

@@ -26,6 +26,7 @@ TURN = re.compile(r"\n?<extra_id_1>(User|Assistant)\n?")
 
 
 def split_prompt(prompt: str) -> list[Message]:
+    """The prompt's turns: HelpSteer2 marks later turns with <extra_id_1>User / Assistant."""
     parts = TURN.split(prompt)
     msgs = [Message("user", parts[0])] if parts[0].strip() or len(parts) == 1 else []
     for i in range(1, len(parts), 2):
@@ -34,6 +35,7 @@ def split_prompt(prompt: str) -> list[Message]:
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
+    """One HelpSteer2 object -> one Record."""
     who = ctx.override()
     prompt = split_prompt(text(obj, "prompt"))
     feedback = []
@@ -47,6 +49,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 
 def detect(obj: dict) -> bool:
+    """Does this object look like HelpSteer2?"""
     return all(k in obj for k in ("prompt", "response", "helpfulness"))
 
 

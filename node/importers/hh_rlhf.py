@@ -28,6 +28,7 @@ ROLE = {"Human": "user", "Assistant": "assistant"}
 
 
 def split_turns(transcript: str, field: str) -> list[Message]:
+    """A 'Human: ... Assistant: ...' transcript as Messages; SchemaError naming `field` when it is not one."""
     parts = TURN.split(transcript)
     # parts = [before, role, text, role, text, ...]
     if parts[0].strip():
@@ -42,6 +43,7 @@ def _render(turns: list[Message]) -> str:
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
+    """One HH-RLHF object -> one Record."""
     who = ctx.override()
     chosen = split_turns(text(obj, "chosen"), "chosen")
     rejected = split_turns(text(obj, "rejected"), "rejected")
@@ -73,6 +75,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 
 def detect(obj: dict) -> bool:
+    """Does this object look like HH-RLHF?"""
     return isinstance(obj.get("chosen"), str) and isinstance(obj.get("rejected"), str)
 
 

@@ -56,6 +56,7 @@ def _labels(msg: dict, response: int | None, who: str, where: str) -> list[Feedb
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
+    """One OpenAssistant tree -> one Record per prompter message with replies."""
     who = ctx.override()
     tree_id = text(obj, "message_tree_id")
     root = get(obj, "prompt", dict)
@@ -111,6 +112,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 
 def detect(obj: dict) -> bool:
+    """Does this object look like an OpenAssistant tree?"""
     return "message_tree_id" in obj and isinstance(obj.get("prompt"), dict)
 
 

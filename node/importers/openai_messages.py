@@ -25,8 +25,7 @@ Detected by: a `messages` list.
 
 from __future__ import annotations
 
-from node.importers.common import (Context, Importer, choice, content_text, get, language, role, stable_hash,
-                                   timestamp)
+from node.importers.common import Context, Importer, choice, content_text, get, language, role, stable_hash, timestamp
 from node.schema import Feedback, Message, Record, Response, SchemaError
 
 NAME = "openai"
@@ -34,6 +33,7 @@ THUMBS = {"up": 1, "down": -1, 1: 1, -1: -1, "+1": 1, "-1": -1, "thumbs_up": 1, 
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
+    """One chat-messages object -> one Record."""
     raw = get(obj, "messages", list)
     msgs, model = [], None
     for i, m in enumerate(raw):
@@ -84,6 +84,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 
 def detect(obj: dict) -> bool:
+    """Does this object look like OpenAI-style chat messages?"""
     return isinstance(obj.get("messages"), list)
 
 

@@ -29,6 +29,7 @@ def _response(obj: dict, name: str) -> str:
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
+    """One PandaLM comparison -> one Record."""
     idx = get(obj, "idx", int)
     cmp_key = text(obj, "cmp_key")
     models = cmp_key.split("_")
@@ -48,6 +49,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 
 def detect(obj: dict) -> bool:
+    """Does this object look like a PandaLM comparison?"""
     return "cmp_key" in obj and "annotator1" in obj
 
 

@@ -11,8 +11,8 @@ non-blank byte is `[` is read as one JSON array: its records are then numbered b
 index in the array ("record N") instead of by line. A `.json` file holding one (possibly
 pretty-printed) object is record 0; a `.json` file with one object per line is read as JSON Lines.
 
-Error messages never quote record text (invariant 1: raw text does not leave the node through
-errors or logs); they name the place and the problem.
+Error messages never quote record text (ARCHITECTURE.md invariant 1: raw text does not leave the
+node through errors or logs); they name the place and the problem (invariant 9).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class RecordError(Exception):
 
     @property
     def location(self) -> str:
+        """Where the record is: `path:line`, or `path: record N` in a JSON array."""
         return f"{self.path}:{self.line}" if self.unit == "line" else f"{self.path}: record {self.line}"
 
     def __str__(self) -> str:
@@ -69,6 +70,7 @@ def _make_error(path, line, field, message, unit, fatal) -> RecordError:
 
 @dataclass
 class RawRecord:
+    """One decoded JSON object and where it was in the file."""
     line: int  # 1-based line, or 0-based array index when unit == "record"
     obj: Any
     unit: str = "line"
@@ -133,6 +135,7 @@ def _decode(raw: bytes, path: str, line: int, unit: str) -> Any:
 
 
 def iter_raw(path: str | os.PathLike, max_record_bytes: int = 1_000_000) -> Iterator[RawRecord | RecordError]:
+    """Every non-empty record of the file as a RawRecord, or a RecordError naming file, line and problem."""
     path = os.fspath(path)
     first = _first_byte(path)
     if first == b"[":

@@ -20,8 +20,7 @@ Detected by: `conversation` plus one of `model_name`, `user_id`, `conversation_m
 
 from __future__ import annotations
 
-from node.importers.common import (Context, Importer, content_text, get, language, role, stable_hash, text,
-                                   timestamp)
+from node.importers.common import Context, Importer, content_text, get, language, role, stable_hash, timestamp
 from node.schema import Feedback, Message, Record, Response, SchemaError
 
 NAME = "sharelm"
@@ -32,6 +31,7 @@ NONE = {"", "0", "none", "null", "n/a"}
 
 
 def rate_feedback(rate, who: str, ts: str | None, field: str) -> list[Feedback]:
+    """A ShareLM `rate` value (up/down, +1/-1, true/false) as a thumbs item; none for no rating."""
     if rate is None:
         return []
     if isinstance(rate, bool):
@@ -55,6 +55,7 @@ def rate_feedback(rate, who: str, ts: str | None, field: str) -> list[Feedback]:
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
+    """One ShareLM conversation -> one Record."""
     conv = get(obj, "conversation", list)
     msgs = []
     for i, m in enumerate(conv):
@@ -86,6 +87,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 
 def detect(obj: dict) -> bool:
+    """Does this object look like a ShareLM conversation?"""
     return isinstance(obj.get("conversation"), list) and any(
         k in obj for k in ("model_name", "user_id", "conversation_metadata"))
 

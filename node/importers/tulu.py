@@ -31,6 +31,7 @@ YES_NO = {"yes": True, "no": False}
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
+    """One Tulu-1 annotation -> one Record."""
     rid = get(obj, "id", int)
     who = ctx.who(obj.get("evaluator"), "evaluator")
     ts = timestamp(obj.get("timestamp"), "timestamp")
@@ -51,6 +52,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 
 def detect(obj: dict) -> bool:
+    """Does this object look like a Tulu-1 annotation?"""
     return all(k in obj for k in ("completion_a", "completion_b", "preference"))
 
 

@@ -16,6 +16,7 @@ from coordinator.leaderboard import (
     post_process,
     win_matrix,
 )
+from protos.wire import partitions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,10 +80,10 @@ def test_leaderboard_on_shipped_tulu_and_pandalm_split_across_nodes(shared_data,
     tp = {"models": json.dumps(tmodels)}
     t_truth = exact_scores(tnodes, tp)
     assert max(t_truth, key=t_truth.get) == "chatgpt"
-    cells = cells_from_items((k, v) for k, v in zip(
-        __import__("node.queries", fromlist=["partitions"]).partitions("battle_counts", tp),
-        np.sum([__import__("node.queries", fromlist=["dp_answer"]).dp_answer("battle_counts", r, tp, 8.0, 1e-6)["values"]
-                for r in tnodes], axis=0)))
+    from node.queries import dp_answer  # the nodes' side, as the shipped communities would answer
+
+    pooled = np.sum([dp_answer("battle_counts", r, tp, 8.0, 1e-6)["values"] for r in tnodes], axis=0)
+    cells = cells_from_items(zip(partitions("battle_counts", tp), pooled))
     board = leaderboard(cells, 2 * 50.0, replicates=30)
     chart(board, tmp_path / "lb.png")
     assert (tmp_path / "lb.png").read_bytes()[:4] == b"\x89PNG"

@@ -8,7 +8,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP384R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from coordinator.signing import load_or_create_key, public_key_bytes, sign_manifest
+from coordinator.signing import load_or_create_key, sign_manifest
+from privacy.keys import raw_public_key
 
 
 def test_key_created_0600_with_public_key_beside_it_then_reused(tmp_path):
@@ -16,9 +17,9 @@ def test_key_created_0600_with_public_key_beside_it_then_reused(tmp_path):
     key, created = load_or_create_key(path)
     assert created and stat.S_IMODE(path.stat().st_mode) == 0o600
     pub = bytes.fromhex((tmp_path / "coord" / "coordinator.key.pub").read_text().strip())
-    assert pub == public_key_bytes(key) and len(pub) == 32
+    assert pub == raw_public_key(key) and len(pub) == 32
     again, created = load_or_create_key(path)
-    assert not created and public_key_bytes(again) == pub
+    assert not created and raw_public_key(again) == pub
     sig = sign_manifest(b"manifest bytes", again)
     Ed25519PublicKey.from_public_bytes(pub).verify(sig, b"manifest bytes")
     with pytest.raises(InvalidSignature):
@@ -45,7 +46,7 @@ def test_existing_key_gets_its_public_key_file_and_a_stale_one_is_refused(tmp_pa
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
     loaded, created = load_or_create_key(path)  # an operator's own key: KEY.pub is written for auditors
-    assert not created and (tmp_path / "operator.key.pub").read_text().strip() == public_key_bytes(key).hex()
+    assert not created and (tmp_path / "operator.key.pub").read_text().strip() == raw_public_key(key).hex()
     (tmp_path / "operator.key.pub").write_text("ab" * 32 + "\n")
     with pytest.raises(ValueError, match="operator.key.pub does not hold operator.key's public key"):
         load_or_create_key(path)

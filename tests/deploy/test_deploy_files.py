@@ -72,7 +72,9 @@ def test_app_run_config_matches_federation_config():
     assert not unknown, f"run-config keys the ServerApp ignores: {unknown}"
     import json
 
-    assert json.loads(cfg["featurizer"])["dim"] > 0
+    from model.presets import PRESETS
+
+    assert json.loads(cfg["featurizer"]) == PRESETS["minilm"]  # the app's default is a preset
     # A FederationConfig can be built from the defaults, as the ServerApp does.
     kwargs = {k.replace("-", "_"): v for k, v in cfg.items()}
     kwargs["featurizer"] = json.loads(kwargs["featurizer"])
@@ -123,6 +125,19 @@ def test_dockerfiles_copy_existing_paths():
                     assert (ROOT / src).exists(), f"{df}: COPY {src} does not exist"
                     secret_dirs = {"certs", "keys", "nodes", "bundles"} & set(Path(src).parts)
                     assert not secret_dirs, f"{df} copies operator secrets: {line}"
+
+
+def test_dockerfiles_copy_every_package():
+    """Every top-level package pyproject.toml installs is copied into both images (and let through
+    their .dockerignore), so `pip install .` in the image installs the whole tree."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*") for p in include} - {"deploy"}  # deploy/ is copied file by file
+    for df in ("Dockerfile.node", "Dockerfile.coordinator"):
+        copied = {line.split()[1] for line in (DEPLOY / df).read_text().splitlines() if line.startswith("COPY ")}
+        allowed = set((DEPLOY / f"{df}.dockerignore").read_text().splitlines())
+        for pkg in packages:
+            assert pkg in copied, f"{df} does not COPY {pkg}/"
+            assert f"!{pkg}/**" in allowed, f"{df}.dockerignore does not let {pkg}/ through"
 
 
 def test_compose_security_flags():

@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 
 from deploy.local import DEPLOY_DIR, DeploymentError, LocalDeployment, Proc
+from model.presets import preset_config
 
 pytestmark = pytest.mark.slow  # about 1.5-2.5 minutes for the module, most of it Flower's polling
 
 BIN = Path(sys.executable).parent
 TULU = "tulu1-human-eval/eval_annotations_tulu_1.shared.jsonl.gz"
 COMMUNITIES = ("harbour", "orchard", "lantern")
-HASHED = {"name": "hashed-ngram", "dim": 384}
+HASHED = preset_config("hashed")
 
 
 def cairn(*args: str) -> str:

@@ -1,6 +1,5 @@
 """Shared set-up for end-to-end tests: small communities with consent in the past."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -39,12 +38,11 @@ def synthetic_records(community: int, n_contributors: int, pairs_each: int, cana
 def make_community(path: Path, name: str, community: int, n_contributors=40, pairs_each=4, canary=None,
                    epsilon_cap=8.0) -> NodeDir:
     nd = NodeDir.init(path, name, policy=Policy(community=name, min_contributors=10, epsilon_cap=epsilon_cap))
-    store = nd.open_store()
-    with store.transaction():
-        for rec in synthetic_records(community, n_contributors, pairs_each, canary):
-            store.add_record(rec, None)
-    record_consent(store, None, "CC-BY-4.0", "2020-01-01T00:00:00+00:00", "test")
-    store.close()
+    with nd.open_store() as store:
+        with store.transaction():
+            for rec in synthetic_records(community, n_contributors, pairs_each, canary):
+                store.add_record(rec, None)
+        record_consent(store, None, "CC-BY-4.0", "2020-01-01T00:00:00+00:00", "test")
     return nd
 
 

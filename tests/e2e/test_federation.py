@@ -4,15 +4,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from flwr.common.serde import message_to_proto
 
-from cairn.federate import run_simulation_federation
 from coordinator.server_app import FederationConfig
+from coordinator.simulation import run_simulation_federation
+from model.presets import preset_config
 from tests.e2e.conftest import make_community
 
 CANARY = "CANARY-5e1f-heron-basalt"
-HASHED = {"name": "hashed-ngram", "dim": 384}
+HASHED = preset_config("hashed")
 
 
 class RecordingGrid:
@@ -74,7 +74,7 @@ def test_federation_secagg_bundle_and_no_raw_text(tmp_path, monkeypatch):
     assert len(updates) == 6  # 3 nodes x 2 rounds
     import torch
 
-    from node.reward_model import RewardHead, load_model, state_to_vector
+    from model.reward_model import RewardHead, load_model, state_to_vector
 
     torch.manual_seed(cfg.seed)
     init = state_to_vector(RewardHead(384, hidden=cfg.hidden))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from flwr.common.serde import message_to_proto
 
-from cairn.federate import run_simulation_federation
 from coordinator.server_app import FederationConfig
+from coordinator.simulation import run_simulation_federation
 from tests.e2e.conftest import make_community
 from tests.e2e.test_federation import HASHED, RecordingGrid
 

@@ -7,10 +7,10 @@ from click.testing import CliRunner
 
 from cairn.cli import cli
 from node.releases import open_gate
+from privacy.audit.ledgers import verify_ledger
 from privacy.events import DiscreteGaussianEvent
 from privacy.ledger import load_export
 from privacy.release import PolicyViolation
-from privacy.verify import verify_ledger
 
 
 def run(*args):
@@ -20,13 +20,10 @@ def run(*args):
 
 
 def release_counts(node_dir, sigma, name):
-    store = node_dir.open_store()
-    try:
+    with node_dir.open_store() as store:
         gate = open_gate(node_dir, store)
         return gate.release("coverage", {"q": name}, contributors=50, event=DiscreteGaussianEvent(sigma, 1),
                             payload=b"[1,2,3]")
-    finally:
-        store.close()
 
 
 def test_budget_ledger_and_report(node_dir, tmp_path):

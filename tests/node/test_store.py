@@ -39,11 +39,10 @@ def all_bytes(path):
 
 
 def test_text_encrypted_at_rest_and_readable_back(node_dir):
-    store = node_dir.open_store()
-    with store.transaction():
-        assert store.add_record(make_record("k1", critique=f"critique {CANARY}"), None)
-    recs = list(store.records())
-    store.close()
+    with node_dir.open_store() as store:
+        with store.transaction():
+            assert store.add_record(make_record("k1", critique=f"critique {CANARY}"), None)
+        recs = list(store.records())
     assert recs[0].prompt[0].text == f"my secret is {CANARY}"
     assert recs[0].feedback[1].text == f"critique {CANARY}"
     assert recs[0].responses[0].model == "model-x"
@@ -53,33 +52,32 @@ def test_text_encrypted_at_rest_and_readable_back(node_dir):
 
 
 def test_same_record_twice_adds_nothing(node_dir):
-    store = node_dir.open_store()
-    with store.transaction():
-        assert store.add_record(make_record("k1"), None)
-        assert not store.add_record(make_record("k1"), None)
-    assert store.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 1
-    assert store.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 1
+    with node_dir.open_store() as store:
+        with store.transaction():
+            assert store.add_record(make_record("k1"), None)
+            assert not store.add_record(make_record("k1"), None)
+        assert store.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 1
+        assert store.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 1
 
 
 def test_forget_removes_text_from_every_byte_and_blocks_reimport(node_dir):
-    store = node_dir.open_store()
-    with store.transaction():
-        store.add_record(make_record("k1", critique=f"critique {CANARY}"), None)
-        store.add_record(make_record("k2", owner="bob", judge="bob", text="harmless"), None)
-        # carol judged alice's conversation: it goes with alice's text
-        store.add_record(make_record("k3", owner="alice", judge="carol", text=CANARY + "-2"), None)
-    cache = store.embedding_cache("hashed-test")
-    cache.put_many({cache.key(f"my secret is {CANARY}"): [1.0, 2.0]})
-    assert len(cache.get_many([cache.key(f"my secret is {CANARY}")])) == 1
-    out = store.forget("alice")
-    assert out["conversations_deleted"] == 2
-    recs = list(store.records())
-    assert [r.owner for r in recs] == ["bob"]
-    assert store.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
-    # re-importing alice's records adds nothing: she is tombstoned
-    with store.transaction():
-        assert not store.add_record(make_record("k9"), None)
-    store.close()
+    with node_dir.open_store() as store:
+        with store.transaction():
+            store.add_record(make_record("k1", critique=f"critique {CANARY}"), None)
+            store.add_record(make_record("k2", owner="bob", judge="bob", text="harmless"), None)
+            # carol judged alice's conversation: it goes with alice's text
+            store.add_record(make_record("k3", owner="alice", judge="carol", text=CANARY + "-2"), None)
+        cache = store.embedding_cache("hashed-test")
+        cache.put_many({cache.key(f"my secret is {CANARY}"): [1.0, 2.0]})
+        assert len(cache.get_many([cache.key(f"my secret is {CANARY}")])) == 1
+        out = store.forget("alice")
+        assert out["conversations_deleted"] == 2
+        recs = list(store.records())
+        assert [r.owner for r in recs] == ["bob"]
+        assert store.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
+        # re-importing alice's records adds nothing: she is tombstoned
+        with store.transaction():
+            assert not store.add_record(make_record("k9"), None)
     blob = all_bytes(node_dir.path)
     assert b"alice" not in blob  # only an HMAC of the id is kept
     assert CANARY.encode() not in blob
@@ -88,34 +86,33 @@ def test_forget_removes_text_from_every_byte_and_blocks_reimport(node_dir):
 def test_forget_unknown_contributor_is_an_error(node_dir):
     from node.store import StoreError
 
-    store = node_dir.open_store()
-    with pytest.raises(StoreError, match="no contributor 'nobody'"):
+    with node_dir.open_store() as store, pytest.raises(StoreError, match="no contributor 'nobody'"):
         store.forget("nobody")
 
 
 def test_consent_gate_waiting_period(node_dir):
-    store = node_dir.open_store()
-    with store.transaction():
-        store.add_record(make_record("k1"), None)
-        store.add_record(make_record("k2", owner="bob", judge="bob"), None)
-    policy = node_dir.policy()
-    assert policy.waiting_period_hours == 24
-    now = datetime.now(timezone.utc)
-    assert eligible_contributors(store, policy, now) == set()  # no consent yet
-    record_consent(store, ["alice"], "CC-BY-4.0", (now - timedelta(hours=25)).isoformat(), "test")
-    record_consent(store, ["bob"], "CC-BY-4.0", (now - timedelta(hours=23)).isoformat(), "test")
-    assert eligible_contributors(store, policy, now) == {"alice"}  # bob still waits
-    assert eligible_contributors(store, policy, now + timedelta(hours=2)) == {"alice", "bob"}
-    recs = list(store.records(contributors={"alice"}))
+    with node_dir.open_store() as store:
+        with store.transaction():
+            store.add_record(make_record("k1"), None)
+            store.add_record(make_record("k2", owner="bob", judge="bob"), None)
+        policy = node_dir.policy()
+        assert policy.waiting_period_hours == 24
+        now = datetime.now(timezone.utc)
+        assert eligible_contributors(store, policy, now) == set()  # no consent yet
+        record_consent(store, ["alice"], "CC-BY-4.0", (now - timedelta(hours=25)).isoformat(), "test")
+        record_consent(store, ["bob"], "CC-BY-4.0", (now - timedelta(hours=23)).isoformat(), "test")
+        assert eligible_contributors(store, policy, now) == {"alice"}  # bob still waits
+        assert eligible_contributors(store, policy, now + timedelta(hours=2)) == {"alice", "bob"}
+        recs = list(store.records(contributors={"alice"}))
     assert {r.owner for r in recs} == {"alice"}
 
 
 def test_licence_not_in_policy_is_not_eligible(node_dir):
-    store = node_dir.open_store()
-    with store.transaction():
-        store.add_record(make_record("k1"), None)
-    record_consent(store, ["alice"], "All-Rights-Reserved", "2020-01-01T00:00:00Z", "test")
-    assert eligible_contributors(store, node_dir.policy()) == set()
+    with node_dir.open_store() as store:
+        with store.transaction():
+            store.add_record(make_record("k1"), None)
+        record_consent(store, ["alice"], "All-Rights-Reserved", "2020-01-01T00:00:00Z", "test")
+        assert eligible_contributors(store, node_dir.policy()) == set()
 
 
 def test_wrong_key_is_refused(node_dir):
@@ -135,10 +132,10 @@ def test_passphrase_store(tmp_path, monkeypatch):
     with pytest.raises(CryptoError):
         nd.open_store()
     monkeypatch.setenv("CAIRN_PASSPHRASE", "correct horse")
-    store = nd.open_store()
-    with store.transaction():
-        store.add_record(make_record("k1"), None)
-    assert len(list(store.records())) == 1
+    with nd.open_store() as store:
+        with store.transaction():
+            store.add_record(make_record("k1"), None)
+        assert len(list(store.records())) == 1
 
 
 def test_key_files_are_private(node_dir):
@@ -155,19 +152,25 @@ def test_key_files_are_private(node_dir):
 def test_migrations_are_versioned_and_idempotent(node_dir):
     from node.store import MIGRATIONS
 
-    store = node_dir.open_store()
-    assert store.schema_version() == len(MIGRATIONS)
-    store.close()
-    store = node_dir.open_store()  # opening again migrates nothing
-    assert store.schema_version() == len(MIGRATIONS)
+    with node_dir.open_store() as store:
+        assert store.schema_version() == len(MIGRATIONS)
+    with node_dir.open_store() as store:  # opening again migrates nothing
+        assert store.schema_version() == len(MIGRATIONS)
     conn = sqlite3.connect(node_dir.path / "store.sqlite")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_transaction_rolls_back_on_error(node_dir):
-    store = node_dir.open_store()
-    with pytest.raises(RuntimeError):
-        with store.transaction():
-            store.add_record(make_record("k1"), None)
-            raise RuntimeError("boom")
-    assert store.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 0
+    with node_dir.open_store() as store:
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                store.add_record(make_record("k1"), None)
+                raise RuntimeError("boom")
+        assert store.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 0
+
+
+def test_store_is_a_context_manager_that_closes(node_dir):
+    with pytest.raises(RuntimeError), node_dir.open_store() as store:
+        raise RuntimeError("boom")
+    with pytest.raises(sqlite3.ProgrammingError):  # closed even though the block raised
+        store.conn.execute("SELECT 1")

@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from node.features import HashedNgramFeaturizer
+from model.features import HashedNgramFeaturizer
 from node.pairs import eval_pairs, pairs_from_records
 from node.synth import TextGroup, load_text_pool, planted_rule, rule_accuracy, split_pool, synth_records
 
@@ -93,3 +95,25 @@ def test_arena_records_carry_the_battles_over_real_text():
     assert all(r.prompt[0].text.startswith("prompt") and r.responses[0].text != r.responses[1].text for r in recs)
     rows = battle_rows(recs)
     assert sorted((who, key) for who, key in rows) == sorted((w, (a, b, o)) for w, a, b, o in battles)
+
+
+FORMATS = Path(__file__).resolve().parents[2] / "fixtures" / "formats"
+
+
+def test_pool_is_read_by_the_importers_from_any_format():
+    pool = load_text_pool([FORMATS])
+    prompts = {g.prompt for g in pool}
+    assert "What is the capital of Australia?" in prompts  # arena battles (arena.json)
+    assert all(len(set(g.responses)) == len(g.responses) >= 2 for g in pool)
+    oasst = load_text_pool([FORMATS / "oasst_tree.jsonl"])  # a format without contributor ids reads too
+    assert len(oasst) == 1 and oasst[0].prompt in prompts
+    assert load_text_pool([FORMATS.parent / "no-such-folder"]) == []
+
+
+def test_default_data_dir_is_the_shared_data_unless_the_environment_says(monkeypatch, tmp_path):
+    from node.synth import default_data_dir
+
+    monkeypatch.setenv("CAIRN_SHARED_DATA", str(tmp_path))
+    assert default_data_dir() == tmp_path
+    monkeypatch.delenv("CAIRN_SHARED_DATA")
+    assert default_data_dir() == Path(__file__).resolve().parents[3] / "shared" / "data"

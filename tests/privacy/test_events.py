@@ -4,6 +4,7 @@ import math
 import pytest
 
 from privacy.events import (
+    _REGISTRY,
     ComposedEvent,
     DiscreteGaussianEvent,
     DiscreteLaplaceEvent,
@@ -13,6 +14,8 @@ from privacy.events import (
     NoOpEvent,
     PoissonSampledEvent,
     SelfComposedEvent,
+    dpsgd_event,
+    dpsgd_params,
     event_from_dict,
     event_from_proto,
 )
@@ -79,3 +82,16 @@ def test_bad_dicts_and_protos_are_refused():
         event_from_dict({"gaussian": {}})
     with pytest.raises(EventError, match="no event set"):
         event_from_proto(events_pb2.DpEvent())
+
+
+def test_dpsgd_event_round_trips_through_its_reader():
+    ev = dpsgd_event(0.02, 1.3, 150, clip_norm=0.5)
+    assert ev == SelfComposedEvent(PoissonSampledEvent(0.02, GaussianEvent(0.65, 0.5)), 150)
+    p = dpsgd_params(event_from_proto(ev.to_proto()))
+    assert (p.sampling_probability, p.steps, p.clip_norm) == (0.02, 150, 0.5)
+    assert p.noise_multiplier == pytest.approx(1.3)
+    assert dpsgd_params(DiscreteGaussianEvent(2.0)) is None
+
+
+def test_every_kind_is_registered_under_its_protobuf_field():
+    assert set(_REGISTRY) == {f.name for f in events_pb2.DpEvent.DESCRIPTOR.oneofs_by_name["event"].fields}

@@ -3,14 +3,15 @@ import sqlite3
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from privacy.audit.ledgers import verify_ledger
 from privacy.events import (
     DiscreteGaussianEvent,
     GaussianEvent,
     LaplaceEvent,
-    PoissonSampledEvent,
-    SelfComposedEvent,
+    dpsgd_event,
     event_from_proto,
 )
+from privacy.keys import raw_public_key
 from privacy.ledger import (
     AlreadyReleased,
     CapExceeded,
@@ -19,14 +20,12 @@ from privacy.ledger import (
     body_bytes,
     entry_hash_of,
     load_export,
-    raw_public_key,
 )
-from privacy.verify import verify_ledger
 from protos import ledger_pb2
 
 DELTA = 1e-6
 EVENTS = [
-    SelfComposedEvent(PoissonSampledEvent(0.02, GaussianEvent(1.1)), 50),
+    dpsgd_event(0.02, 1.1, 50),
     DiscreteGaussianEvent(6.0, 1),
     LaplaceEvent(10.0),
     DiscreteGaussianEvent(9.0, 2),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from privacy import samplers
-from privacy.accountant import epsilon_of
+from privacy.accounting import epsilon_of
 from privacy.events import ComposedEvent, DiscreteGaussianEvent, DiscreteLaplaceEvent, SelfComposedEvent
 from privacy.mechanisms import (
     MechanismError,

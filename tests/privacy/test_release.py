@@ -9,13 +9,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from privacy.accountant import epsilon_of
-from privacy.events import GaussianEvent, PoissonSampledEvent, SelfComposedEvent
+from privacy.accounting import epsilon_of
+from privacy.audit.ledgers import verify_ledger
+from privacy.events import DiscreteGaussianEvent, NoOpEvent, dpsgd_event
 from privacy.ledger import Ledger
 from privacy.mechanisms import noisy_counts
 from privacy.policy import Policy
 from privacy.release import PolicyViolation, ReleaseGate, request_hash
-from privacy.verify import verify_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = Policy(community="t", epsilon_cap=2.0, delta=1e-6, min_contributors=5, max_release_cells=10,
@@ -85,10 +85,17 @@ def test_coordinator_cannot_lower_noise(gate):
 
 @pytest.mark.parametrize("nm, q, rule", [(0.3, 0.01, "min_noise_multiplier"), (1.0, 0.5, "max_sampling_rate")])
 def test_training_floor_and_sampling_rate(gate, nm, q, rule):
-    event = SelfComposedEvent(PoissonSampledEvent(q, GaussianEvent(nm)), 10)
+    event = dpsgd_event(q, nm, 10)
     with pytest.raises(PolicyViolation) as e:
         gate.release("train", {"round": 1}, event=event, payload=b"update", contributors=60)
     assert e.value.rule == rule and len(gate.ledger) == 0
+
+
+@pytest.mark.parametrize("event", [NoOpEvent(), DiscreteGaussianEvent(50.0, 1)])
+def test_a_train_release_must_be_a_dpsgd_event(gate, event):
+    with pytest.raises(PolicyViolation) as e:
+        gate.release("train", {"round": 2}, event=event, payload=b"update", contributors=60)
+    assert e.value.rule == "min_noise_multiplier" and "DP-SGD" in str(e.value) and len(gate.ledger) == 0
 
 
 @pytest.mark.parametrize("kw, rule", [
@@ -120,7 +127,7 @@ def test_cap_refusal_names_the_rule_and_the_cap_holds(gate):
 
 
 def test_precomputed_train_payload(gate):
-    event = SelfComposedEvent(PoissonSampledEvent(0.05, GaussianEvent(1.2)), 20)
+    event = dpsgd_event(0.05, 1.2, 20)
     rel = gate.release("train", {"round": 3}, event=event, payload=b"\x00" * 64, contributors=60, round_id="f/3")
     assert rel.claimed_epsilon == pytest.approx(epsilon_of([event], 1e-6).epsilon)
     assert gate.ledger.head().body.round_id == "f/3"

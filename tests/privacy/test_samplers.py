@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from privacy import samplers
-from privacy.accountant import epsilon_of
+from privacy.accounting import epsilon_of
 from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent
 from tests.privacy.dp_testing import empirical_epsilon_lower_bound
 
@@ -86,3 +86,13 @@ def test_statistical_dp_discrete_gaussian():
     assert lb <= claimed
     # power: above what a sampler with sigma 2x larger than real would claim
     assert lb > epsilon_of([DiscreteGaussianEvent(2 * sigma, 1)], delta).epsilon
+
+
+def test_sampling_leaves_opendps_contrib_flag_as_it_was():
+    from opendp.mod import GLOBAL_FEATURES
+
+    before = "contrib" in GLOBAL_FEATURES
+    samplers._vector_measurement.cache_clear()
+    samplers.discrete_gaussian(3.0, 4)
+    samplers.discrete_laplace(2.0, 4)
+    assert ("contrib" in GLOBAL_FEATURES) == before

@@ -1,0 +1,191 @@
+"""The user-level DP-SGD loop: Poisson-sample contributors, clip each one's gradient, add Gaussian noise.
+
+Protects ARCHITECTURE.md invariant 4 (one clipped gradient per contributor, not per pair). The
+algorithm is DP-SGD (Abadi et al. 2016, "Deep Learning with Differential Privacy", Algorithm 1;
+https://arxiv.org/abs/1607.00133) with the contributor as the sampled unit (McMahan et al. 2018,
+https://arxiv.org/abs/1710.06963; the tensor layout is in node/dpsgd/data.py):
+
+- Contributors are Poisson-sampled with probability q = `sampling_probability` each step
+  (Opacus' `UniformWithReplacementSampler`, the sampler of its `DPDataLoader`).
+- Each contributor's gradient is clipped to L2 norm C = `max_grad_norm`. Opacus computes the
+  norms by ghost clipping without materialising per-sample gradients (Li et al. 2022, "Large
+  Language Models Can Be Strong Differentially Private Learners", Section 4;
+  https://arxiv.org/abs/2110.05679).
+- `add_noise` then adds N(0, (z*C)^2) to the SUM of clipped gradients, z = `noise_multiplier`
+  (loss_reduction="sum"; for SGD the learning rate is divided by the expected batch size q*N, so
+  `lr` means the usual step size on the mean gradient). Opacus runs with noise multiplier 0: it
+  only clips, and `add_noise` is the single place the privacy noise is drawn.
+
+One call = `steps` applications of the subsampled Gaussian mechanism, accounted as
+    SelfComposed(PoissonSampled(q, Gaussian(sigma=z*C, sensitivity=C)), steps)
+(`TrainResult.dp_event()`). Replacing one contributor's data changes one clipped summand, so this is
+user-level (add/remove-one-person) DP.
+
+Noise source: a torch Generator seeded from `secrets` (unpredictable, but not a CSPRNG and not
+hardened against floating-point attacks; Opacus' `secure_mode` needs `torchcsprng`, which does not
+install with this torch). Aggregate queries use the integer secure samplers in privacy/ instead.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from model.reward_model import RewardHead
+from model.training_config import TRAINING
+from node.dpsgd.data import ContributorTensors
+from node.dpsgd.loss import ContributorBTLoss
+from node.dpsgd.result import TrainResult, make_optimizer, seeded_generator
+
+__all__ = ["add_noise", "train_dp"]
+
+
+def add_noise(params: Iterable[nn.Parameter], std: float, generator: torch.Generator) -> None:
+    """Add independent N(0, std^2) noise to every coordinate of each parameter's gradient, in place.
+
+    THE place DP-SGD draws its privacy noise: `std` = noise multiplier x clipping norm, added to the
+    sum of clipped per-contributor gradients (Abadi et al. 2016, Algorithm 1, line "Add noise").
+    """
+    if std == 0:
+        return
+    for p in params:
+        g = p.grad
+        if g is None:
+            raise ValueError("add_noise needs every parameter's gradient (the sum of clipped gradients)")
+        noise = torch.normal(mean=0, std=std, size=g.shape, device=g.device, generator=generator, dtype=g.dtype)
+        p.grad = (g + noise).view_as(p)
+
+
+def train_dp(
+    head: RewardHead,
+    data: ContributorTensors,
+    *,
+    noise_multiplier: float,
+    max_grad_norm: float = TRAINING.max_grad_norm,
+    sampling_probability: float,
+    steps: int,
+    lr: float = TRAINING.lr,
+    optimizer: str = TRAINING.optimizer,
+    grad_sample_mode: str = "ghost",
+    sampling_seed: int | None = None,
+    noise_seed: int | None = None,
+    progress: bool = False,
+    step_times: list[float] | None = None,
+) -> TrainResult:
+    """User-level DP-SGD on `head` (trained in place). See the module docstring for the algorithm.
+
+    `grad_sample_mode`: Opacus' "ghost" (ghost clipping, the default) or "hooks" (per-sample gradients).
+    `sampling_seed` / `noise_seed`: fix only in tests and benchmarks (None: fresh secret seeds).
+    Poisson batches can be empty; a step on an empty batch still adds noise (and still counts).
+    `step_times`: if given, each non-empty step's wall time (s) is appended (benchmarks).
+    """
+    from opacus import PrivacyEngine
+    from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+
+    N = data.n_contributors
+    if N == 0:
+        raise ValueError("no contributors to train on")
+    if not 0 < sampling_probability <= 1:
+        raise ValueError(f"sampling_probability must be in (0, 1], got {sampling_probability}")
+    if noise_multiplier < 0 or max_grad_norm <= 0 or steps < 0:
+        raise ValueError("need noise_multiplier >= 0, max_grad_norm > 0, steps >= 0")
+    q = float(sampling_probability)
+    expected = q * N
+    std = float(noise_multiplier) * float(max_grad_norm)
+    noise_generator = seeded_generator(noise_seed)
+    head.train()
+    # The optimizer sees the SUM of clipped gradients + noise. SGD: divide lr by the expected
+    # batch size q*N (so `lr` is the step on the mean gradient). Adam is invariant to that scale.
+    opt = make_optimizer(optimizer, head.parameters(), lr / expected if optimizer.startswith("sgd") else lr)
+    criterion = ContributorBTLoss(reduction="sum")
+    model = None
+    n_pairs = n_contrib = 0
+    last = float("nan")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        # Opacus' hooks on the first layer fire "Full backward hook ... no inputs require gradients"
+        # every step: expected here (inputs are frozen features).
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
+        warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
+        try:
+            # Opacus wants a DataLoader to derive q; we pass a dummy one and sample with q ourselves
+            # (same sampler as its DPDataLoader), so q is exact rather than 1/len(loader). Its
+            # optimizer never divides by a batch size here (loss_reduction="sum") and adds no noise
+            # (noise_multiplier=0): it clips; `add_noise` adds the noise.
+            dummy = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(N)), batch_size=max(1, round(expected)))
+            made = PrivacyEngine(secure_mode=False).make_private(
+                module=head, optimizer=opt, data_loader=dummy, criterion=criterion,
+                noise_multiplier=0.0, max_grad_norm=float(max_grad_norm),
+                loss_reduction="sum", grad_sample_mode=grad_sample_mode, poisson_sampling=True,
+            )
+            if "ghost" in grad_sample_mode:
+                model, dp_opt, dp_crit, _ = made
+            else:
+                model, dp_opt, _ = made
+                dp_crit = criterion
+            sampler = UniformWithReplacementSampler(num_samples=N, sample_rate=q, generator=seeded_generator(sampling_seed), steps=steps)
+            it = sampler
+            if progress:
+                from tqdm.auto import tqdm
+
+                it = tqdm(sampler, total=steps, desc="DP-SGD", unit="step")
+            params = list(head.parameters())
+            t0 = time.perf_counter()
+            for batch in it:
+                ts = time.perf_counter()
+                idx = torch.as_tensor(batch, dtype=torch.long)
+                dp_opt.zero_grad(set_to_none=True)
+                if len(idx) == 0:
+                    # Empty Poisson batch: the sum of clipped gradients is 0, the update is pure noise.
+                    for p in params:
+                        p.grad = torch.zeros_like(p)
+                    add_noise(params, std, noise_generator)
+                    dp_opt.original_optimizer.step()
+                    dp_opt.original_optimizer.zero_grad(set_to_none=True)
+                    continue
+                loss = dp_crit(model(data.inputs(idx, head.combine)), data.target[idx], data.weight[idx])
+                loss.backward()
+                if dp_opt.pre_step():  # clip and sum (p.grad = sum of clipped gradients)
+                    add_noise(params, std, noise_generator)
+                    dp_opt.original_optimizer.step()
+                last = float(loss.item()) / len(idx)
+                n_pairs += int((data.weight[idx] > 0).sum())
+                n_contrib += len(idx)
+                if step_times is not None:
+                    step_times.append(time.perf_counter() - ts)
+        finally:
+            secs = time.perf_counter() - t0
+            if model is not None:
+                model.remove_hooks()
+            _strip_opacus_attrs(head)
+    head.eval()
+    return TrainResult(
+        steps=int(steps), noise_multiplier=float(noise_multiplier), sampling_probability=q, max_grad_norm=float(max_grad_norm),
+        examples_per_sec=n_pairs / secs if secs > 0 else float("nan"), contributors_per_sec=n_contrib / secs if secs > 0 else float("nan"),
+        seconds=secs, private=True, n_contributors=N, max_pairs_per_contributor=data.max_pairs, lr=float(lr), optimizer=optimizer,
+        final_loss=last, grad_sample_mode=grad_sample_mode,
+    )
+
+
+def _strip_opacus_attrs(head: nn.Module) -> None:
+    """Leave `head` a plain module again: no per-sample state on its parameters or layers."""
+    for p in head.parameters():
+        for a in ("grad_sample", "_norm_sample", "_forward_counter", "summed_grad", "_processed"):
+            if hasattr(p, a):
+                try:
+                    delattr(p, a)
+                except AttributeError:
+                    pass
+        p.grad = None
+    for m in head.modules():
+        for a in ("activations", "max_batch_len"):
+            if hasattr(m, a):
+                try:
+                    delattr(m, a)
+                except AttributeError:
+                    pass

@@ -1,0 +1,159 @@
+"""Privacy accounting: compose a history of DP events into (epsilon, delta), and rho where it applies.
+
+Owns the one number a release is checked against; protects ARCHITECTURE.md invariant 5 (sound, then
+tight: epsilon is never under-reported; among sound methods the tightest is reported, naming the
+method). Methods, tightest first, one module each:
+
+  pld.py    privacy loss distributions by dp_accounting, pessimistic discretisation (tight)
+  rdp.py    Renyi DP, converted to (eps, delta) (looser; a fallback only)
+  zcdp.py   zero-concentrated DP, only for histories without subsampling
+
+history.py reduces a history (flatten, merge Gaussians) the same way for every method;
+calibration.py inverts the accountant (the noise that reaches a target epsilon).
+
+`epsilon_of` computes every sound method that applies and reports the smallest number, naming the
+method that produced it. The unit of privacy is one contributor (ARCHITECTURE.md invariant 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+from privacy.accounting.history import AccountingError, flatten
+from privacy.accounting.pld import pld_epsilon
+from privacy.accounting.rdp import rdp_epsilon
+from privacy.accounting.zcdp import zcdp_epsilon, zcdp_rho
+from privacy.events import DpEvent, SelfComposedEvent, event_from_dict, event_to_dict
+
+__all__ = [
+    "METHODS",
+    "Accountant",
+    "AccountingError",
+    "EpsilonReport",
+    "epsilon_by_method",
+    "epsilon_of",
+    "flatten",
+    "projected_epsilon",
+]
+
+METHODS = ("pld", "rdp", "zcdp")
+
+
+@dataclass(frozen=True)
+class EpsilonReport:
+    """The cumulative privacy loss of a history: `epsilon` at `delta`, by `method`."""
+
+    epsilon: float
+    delta: float
+    method: str  # which method produced `epsilon`
+    rho: float | None = None  # zCDP rho of the whole history, None where zCDP does not apply
+
+    def to_dict(self) -> dict:
+        """JSON-able form: epsilon, delta, method, rho."""
+        return asdict(self)
+
+
+def _check_delta(delta: float) -> None:
+    if not (0 < delta < 1):
+        raise AccountingError(f"delta must be in (0, 1), got {delta!r}")
+
+
+def epsilon_by_method(events: Sequence[DpEvent], delta: float, method: str) -> float:
+    """Epsilon at `delta` of the history by one named method (one of METHODS)."""
+    _check_delta(delta)
+    events = list(events)
+    if method == "pld":
+        return pld_epsilon(events, delta)
+    if method == "rdp":
+        return rdp_epsilon(events, delta)
+    if method == "zcdp":
+        rho = zcdp_rho(events)
+        if rho is None:
+            raise AccountingError("zcdp does not apply to a history with Poisson subsampling")
+        return zcdp_epsilon(rho, delta)
+    raise AccountingError(f"unknown accounting method {method!r} (known: {', '.join(METHODS)})")
+
+
+def epsilon_of(events: Iterable[DpEvent], delta: float) -> EpsilonReport:
+    """The tightest sound epsilon for `events` at `delta`, naming the method that produced it.
+
+    PLD first; RDP is computed too (cheap) and wins only if it is smaller, which is still sound
+    because each is an upper bound. If PLD cannot be computed (e.g. a numerically extreme history
+    that exhausts memory), RDP is the fallback.
+    """
+    _check_delta(delta)
+    events = list(events)
+    rho = zcdp_rho(events)
+    candidates: list[tuple[float, str]] = []
+    try:
+        candidates.append((pld_epsilon(events, delta), "pld"))
+    except (MemoryError, ValueError, OverflowError, FloatingPointError):
+        pass
+    candidates.append((rdp_epsilon(events, delta), "rdp"))
+    eps, method = min(candidates, key=lambda c: (c[0], METHODS.index(c[1])))
+    return EpsilonReport(epsilon=eps, delta=delta, method=method, rho=rho)
+
+
+def projected_epsilon(history_events: Iterable[DpEvent], new_event: DpEvent, delta: float) -> EpsilonReport:
+    """What the history would cost with `new_event` added (for checks before a release)."""
+    return epsilon_of([*history_events, new_event], delta)
+
+
+class Accountant:
+    """Accumulates events; `get_epsilon(delta)` by the chosen method ("pld" default, "rdp", "zcdp").
+
+    The interface of dp_accounting's PrivacyAccountant (compose, get_epsilon); `state` and
+    `load_state_dict()` / `from_state()` carry the method and the events' dict form.
+    """
+
+    def __init__(self, method: str = "pld") -> None:
+        if method not in METHODS:
+            raise AccountingError(f"unknown accounting method {method!r} (known: {', '.join(METHODS)})")
+        self.method = method
+        self._events: list[DpEvent] = []
+
+    def supports(self, event: DpEvent) -> bool:
+        """Whether this accountant's method can account `event`."""
+        try:
+            groups = flatten([event])
+        except AccountingError:
+            return False
+        if self.method == "zcdp":
+            return all(q == 1.0 for (_, q) in groups)
+        return True
+
+    def compose(self, event: DpEvent, count: int = 1) -> Accountant:
+        """Add `event`, run `count` times; returns self (chainable)."""
+        if not self.supports(event):
+            raise AccountingError(f"method {self.method!r} does not support {event!r}")
+        if count != 1:
+            event = SelfComposedEvent(event, count)
+        self._events.append(event)
+        return self
+
+    @property
+    def events(self) -> tuple:
+        """The events composed so far, in order."""
+        return tuple(self._events)
+
+    def get_epsilon(self, delta: float) -> float:
+        """Epsilon at `delta` of everything composed so far, by this accountant's method."""
+        return epsilon_by_method(self._events, delta, self.method)
+
+    @property
+    def state(self) -> dict:
+        """The method and the events (dict form): JSON-able."""
+        return {"method": self.method, "events": [event_to_dict(e) for e in self._events]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Accountant:
+        """An accountant holding `state` (checked: unknown methods and bad events are refused)."""
+        acc = cls(state["method"])
+        acc._events = [event_from_dict(d) for d in state.get("events", [])]
+        return acc
+
+    def load_state_dict(self, state: dict) -> None:
+        """Replace this accountant's method and events with `state` (checked as in `from_state`)."""
+        other = Accountant.from_state(state)
+        self.method, self._events = other.method, other._events

@@ -1,0 +1,82 @@
+"""Noise calibration: the smallest noise whose release stays within a target epsilon.
+
+Owns the inverse of the accountant; protects ARCHITECTURE.md invariant 5: every noise level
+returned has been checked against a sound upper bound at least as large as what the ledger's own
+accountant (privacy/accounting/__init__.py `epsilon_of`) will claim, so a calibrated release never
+exceeds its target.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from privacy.accounting.history import AccountingError
+from privacy.accounting.pld import VALUE_DISCRETIZATION_INTERVAL, pld_epsilon
+from privacy.accounting.rdp import rdp_epsilon
+from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent, DpEvent, SelfComposedEvent, dpsgd_event
+
+
+def calibrate_noise(make_event: Callable[[float], DpEvent], target_epsilon: float, delta: float, lo: float = 1e-3,
+                    hi: float = 1.0, rel_tol: float = 1e-3, floor: float = 0.3) -> float:
+    """Smallest noise parameter x >= floor (to rel_tol) with epsilon_of([make_event(x)]) <= target,
+    by bisection (epsilon falls as noise grows). Sound: the returned x has been checked against the
+    same accountant the ledger uses. Noise below `floor` is never searched: PLDs at tiny noise need
+    gigabytes, and such noise levels give no meaningful protection anyway."""
+    if not (target_epsilon > 0):
+        raise AccountingError(f"target epsilon must be > 0, got {target_epsilon!r}")
+
+    def ok(x: float) -> bool:
+        # Sound and fast: PLD with a 10x coarser pessimistic discretization (never below the fine
+        # PLD), or RDP, whichever is smaller. ok(x) implies the ledger's own accountant agrees.
+        ev = [make_event(x)]
+        bound = pld_epsilon(ev, delta, interval=10 * VALUE_DISCRETIZATION_INTERVAL)
+        try:
+            bound = min(bound, rdp_epsilon(ev, delta))
+        except Exception:  # events RDP does not support
+            pass
+        return bound <= target_epsilon
+
+    hi, lo = max(hi, floor), floor
+    while not ok(hi):  # grow until enough noise (cheap: large noise, small PLDs)
+        lo, hi = hi, hi * 2.0
+        if hi > 1e7:
+            raise AccountingError(f"no noise level reaches epsilon {target_epsilon} at delta {delta}")
+    if lo == floor and ok(floor):  # the starting noise was already enough: is the floor?
+        return floor
+    while hi - lo > rel_tol * hi:
+        mid = (lo + hi) / 2.0
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def noise_multiplier_for(target_epsilon: float, delta: float, sampling_probability: float, steps: int) -> float:
+    """DP-SGD noise multiplier (sigma / clipping norm) so that `steps` Poisson-sampled Gaussian steps
+    cost at most `target_epsilon` at `delta`, by the same accountant as the ledger."""
+    return calibrate_noise(lambda z: dpsgd_event(sampling_probability, z, steps), target_epsilon, delta)
+
+
+def discrete_gaussian_sigma_for(target_epsilon: float, delta: float, sensitivity: int = 1, count: int = 1) -> float:
+    """sigma of a discrete Gaussian on integer queries with sensitivity `sensitivity`, used `count` times."""
+    return calibrate_noise(
+        lambda s: SelfComposedEvent(DiscreteGaussianEvent(s, sensitivity), int(count)), target_epsilon, delta
+    )
+
+
+def discrete_laplace_scale_for(target_epsilon: float, delta: float = 0.0, sensitivity: int = 1, count: int = 1) -> float:
+    """Scale t of a discrete Laplace (pmf ~ exp(-|x|/t)) used `count` times.
+
+    delta == 0: pure DP by basic composition, t = count * sensitivity / eps (each use is
+    (sensitivity / t)-DP; Dwork & Roth 2014, "The Algorithmic Foundations of Differential Privacy",
+    Theorem 3.16, https://www.cis.upenn.edu/~aaroth/Papers/privacybook.pdf).
+    delta > 0: the PLD accountant's (tighter) answer.
+    """
+    if delta == 0:
+        if not (target_epsilon > 0):
+            raise AccountingError(f"target epsilon must be > 0, got {target_epsilon!r}")
+        return count * sensitivity / target_epsilon
+    return calibrate_noise(
+        lambda t: SelfComposedEvent(DiscreteLaplaceEvent(t, sensitivity), int(count)), target_epsilon, delta
+    )

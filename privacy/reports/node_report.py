@@ -1,0 +1,106 @@
+"""The node's privacy report (`cairn node report`, `cairn node budget`): budget summary, Markdown,
+self-contained HTML and a PNG plot of epsilon over the releases.
+
+Plain words first: what the numbers mean, who is protected, what is assumed. The numbers come from
+the node's own accountant over its ledger (privacy/accounting/); this module only presents them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from privacy.accounting import epsilon_of
+from privacy.events import event_from_proto, event_to_dict
+from privacy.ledger import Ledger
+from privacy.policy import Policy
+from privacy.reports import data_uri, png_of, pyplot, render
+
+ASSUMPTIONS = [
+    "The unit of privacy is one contributor (a person): every release bounds how much any one "
+    "person can change it, and the guarantee covers adding or removing all of one person's data.",
+    "Epsilon is cumulative over every release in the ledger, at the policy's delta, computed by the "
+    "named accountant with pessimistic rounding (never under-reported).",
+    "Noise for aggregate statistics comes from secure integer samplers (discrete Gaussian / discrete "
+    "Laplace with cryptographic randomness); training noise is DP-SGD's Gaussian noise.",
+    "Contributor counts recorded in the ledger are not themselves noised; the policy only releases "
+    "when at least the minimum number of contributors took part.",
+    "Per-kind and per-round epsilons are each kind's or round's releases accounted alone; they do not "
+    "add up to the total, which is accounted jointly (composition is sublinear).",
+    "Guarantees hold if the node's software and key are not compromised; the signed, hash-chained "
+    "ledger lets anyone check the claims after the fact.",
+]
+
+
+def budget_summary(ledger: Ledger, policy: Policy) -> dict:
+    """Epsilon spent and remaining at the policy's delta, by kind and by round, and every release (JSON-able)."""
+    entries = ledger.entries()
+    events = [event_from_proto(e.body.event) for e in entries]
+    total = epsilon_of(events, policy.delta)
+    by_kind, by_round = defaultdict(list), defaultdict(list)
+    for e, ev in zip(entries, events):
+        by_kind[e.body.release_kind].append(ev)
+        by_round[e.body.round_id or "(none)"].append(ev)
+
+    def part(evs):
+        r = epsilon_of(evs, policy.delta)
+        return {"releases": len(evs), "epsilon": r.epsilon, "method": r.method}
+
+    return {
+        "node_id": ledger.node_id,
+        "node_name": ledger.node_name,
+        "unit": "contributor",
+        "delta": policy.delta,
+        "epsilon_cap": policy.epsilon_cap,
+        "spent": total.epsilon,
+        "remaining": max(0.0, policy.epsilon_cap - total.epsilon),
+        "method": total.method,
+        "rho": total.rho,
+        "entries": len(entries),
+        "by_kind": {k: part(v) for k, v in sorted(by_kind.items())},
+        "by_round": {k: part(v) for k, v in sorted(by_round.items())},
+        "timeline": [
+            {
+                "seq": e.body.seq,
+                "created_at": e.body.created_at,
+                "kind": e.body.release_kind,
+                "round_id": e.body.round_id,
+                "contributors": e.body.contributors,
+                "claimed_epsilon": e.body.claimed_epsilon,
+                "accountant": e.body.accountant,
+                "event": event_to_dict(ev),
+            }
+            for e, ev in zip(entries, events)
+        ],
+        "policy_hash": policy.sha256(),
+    }
+
+
+def plot_epsilon(summary: dict, path: Path | None = None) -> bytes:
+    """PNG of cumulative epsilon after each release, with the cap; written to `path` if given."""
+    plt = pyplot()
+    xs = list(range(len(summary["timeline"]) + 1))
+    ys = [0.0] + [t["claimed_epsilon"] for t in summary["timeline"]]
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    ax.step(xs, ys, where="post", label="cumulative epsilon")
+    ax.axhline(summary["epsilon_cap"], color="crimson", linestyle="--", label=f"cap {summary['epsilon_cap']}")
+    ax.set_xlabel("release (ledger entry)")
+    ax.set_ylabel(f"epsilon at delta={summary['delta']:g}")
+    ax.set_title(f"Privacy spent by {summary['node_name']} (unit: one contributor)")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    data = png_of(fig)
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def render_markdown(summary: dict) -> str:
+    """The report as Markdown (templates/node_report.md.j2)."""
+    return render("node_report.md.j2", s=summary, assumptions=ASSUMPTIONS)
+
+
+def render_html(summary: dict) -> str:
+    """Self-contained HTML: the Markdown's content plus the epsilon plot as an embedded PNG."""
+    return render("node_report.html.j2", s=summary, assumptions=ASSUMPTIONS, plot=data_uri(plot_epsilon(summary)))

@@ -1,0 +1,133 @@
+"""User-level DP-SGD: one clipped gradient per contributor, noise N(0, (z*C)^2) on the sum, drawn in add_noise."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import node.dpsgd.train as dp_train
+from model.reward_model import RewardHead, state_to_vector
+from node.dpsgd import ContributorBTLoss, pair_accuracy, train_dp
+from privacy.events import DpSgdParams, dpsgd_params
+from tests.node.dpsgd.synthetic import random_data
+
+
+def manual_clipped_sum(head, data, C):
+    """Reference: sum over contributors of their own gradient clipped to norm C (plain autograd)."""
+    crit = ContributorBTLoss("none")
+    total = None
+    norms = []
+    for i in range(data.n_contributors):
+        head.zero_grad()
+        idx = torch.tensor([i])
+        crit(head(data.inputs(idx, head.combine)), data.target[idx], data.weight[idx]).sum().backward()
+        g = torch.cat([p.grad.reshape(-1) for p in head.parameters()])
+        norms.append(float(g.norm()))
+        g = g * min(1.0, C / (float(g.norm()) + 1e-6))
+        total = g if total is None else total + g
+    head.zero_grad()
+    return total, norms
+
+
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+def test_one_clipped_gradient_per_contributor(mode):
+    torch.manual_seed(0)
+    data = random_data(4, [50, 1, 3, 20], dim=16)
+    head = RewardHead(16, hidden=8)
+    C, lr = 0.05, 1.0
+    ref, norms = manual_clipped_sum(head, data, C)
+    assert max(norms) > C  # clipping binds for some contributors
+    before = torch.from_numpy(state_to_vector(head))
+    r = train_dp(head, data, noise_multiplier=0.0, max_grad_norm=C, sampling_probability=1.0, steps=1, lr=lr,
+                 optimizer="sgd", grad_sample_mode=mode, sampling_seed=0)
+    delta = torch.from_numpy(state_to_vector(head)) - before
+    # SGD on (sum of clipped per-contributor gradients) / (q*N)
+    torch.testing.assert_close(delta, -lr * ref / 4, rtol=1e-4, atol=1e-6)
+    assert r.steps == 1 and r.private
+
+
+def test_heavy_contributor_cannot_move_model_more_than_light_one():
+    C, lr = 0.002, 1.0  # below both contributors' gradient norms: clipping binds for both
+    moves = {}
+    for k in (50, 1):
+        torch.manual_seed(0)
+        data = random_data(1, k, dim=16, seed=3)
+        head = RewardHead(16, hidden=8)
+        before = state_to_vector(head)
+        train_dp(head, data, noise_multiplier=0.0, max_grad_norm=C, sampling_probability=1.0, steps=1, lr=lr, optimizer="sgd")
+        moves[k] = float(np.linalg.norm(state_to_vector(head) - before))
+    assert moves[50] <= lr * C * (1 + 1e-4)
+    assert moves[1] <= lr * C * (1 + 1e-4)
+    # 50 pairs move the model exactly as far as 1 pair: one clipped gradient per person
+    assert moves[50] == pytest.approx(lr * C, rel=1e-3) and moves[1] == pytest.approx(lr * C, rel=1e-3)
+
+
+def _noise_update(q, n, sigma, C, lr, seed):
+    data = random_data(n, 2, dim=64, seed=1)
+    data.weight.zero_()  # no signal: every update is pure noise
+    head = RewardHead(64, hidden=32)
+    before = state_to_vector(head)
+    train_dp(head, data, noise_multiplier=sigma, max_grad_norm=C, sampling_probability=q, steps=1, lr=lr,
+             optimizer="sgd", noise_seed=seed, sampling_seed=seed)
+    return (state_to_vector(head) - before).astype(np.float64)
+
+
+@pytest.mark.parametrize("sigma,C", [(1.0, 1.0), (2.5, 0.3)])
+def test_noise_scale_matches_sigma_times_C(sigma, C):
+    q, n, lr = 1.0, 5, 0.7
+    d = _noise_update(q, n, sigma, C, lr, seed=int(sigma * 10))
+    expected = lr * sigma * C / (q * n)  # noise N(0, (sigma C)^2) on the sum, lr divided by q*N
+    m = d.size  # 4161 parameters: relative s.e. of the std estimate ~ 1/sqrt(2m) ~ 1.1%
+    assert d.std() == pytest.approx(expected, rel=6 / math.sqrt(2 * m))
+    assert abs(d.mean()) < 6 * expected / math.sqrt(m)
+    z = d / expected
+    assert abs(np.mean(z**4) - 3) < 0.5  # Gaussian kurtosis
+
+
+def test_empty_poisson_batch_still_adds_noise():
+    # q*N = 0.01: the batch is almost surely empty, the step is pure noise on the mean estimate
+    d = _noise_update(0.01, 1, 1.0, 1.0, 0.01, seed=5)
+    assert d.std() == pytest.approx(0.01 * 1.0 / 0.01, rel=0.1)
+
+
+def test_add_noise_is_the_one_place_noise_is_drawn(monkeypatch):
+    """Every step, empty or not, draws its noise through add_noise with std z*C (the seam for a secure sampler)."""
+    calls = []
+    real = dp_train.add_noise
+    monkeypatch.setattr(dp_train, "add_noise", lambda params, std, gen: (calls.append(std), real(params, std, gen)))
+    data = random_data(20, 2)
+    train_dp(RewardHead(16, 8), data, noise_multiplier=1.5, max_grad_norm=0.2, sampling_probability=0.05, steps=12,
+             lr=0.1, sampling_seed=0, noise_seed=0)
+    assert calls == [pytest.approx(0.3)] * 12
+    # and nothing else draws noise: with add_noise off, two runs with fresh noise seeds are identical
+    monkeypatch.setattr(dp_train, "add_noise", lambda params, std, gen: None)
+    heads = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        h = RewardHead(16, 8)
+        train_dp(h, data, noise_multiplier=1.5, max_grad_norm=0.2, sampling_probability=0.5, steps=5, lr=0.1, sampling_seed=0)
+        heads.append(state_to_vector(h))
+    np.testing.assert_array_equal(*heads)
+
+
+def test_dp_learns_and_head_is_reusable():
+    torch.manual_seed(0)
+    data = random_data(600, 8, dim=16, seed=2, U=400)
+    head = RewardHead(16, hidden=16)
+    r1 = train_dp(head, data, noise_multiplier=0.5, max_grad_norm=1.0, sampling_probability=0.2, steps=60, lr=1e-2,
+                  sampling_seed=1, noise_seed=1)
+    assert pair_accuracy(head, data) > 0.75
+    assert not any(hasattr(p, "grad_sample") or hasattr(p, "_norm_sample") for p in head.parameters())
+    assert all(type(m) in (torch.nn.Linear, torch.nn.ReLU) for m in head.children())
+    r2 = train_dp(head, data, noise_multiplier=0.5, max_grad_norm=1.0, sampling_probability=0.2, steps=5, lr=1e-3)
+    assert r2.examples_per_sec > 0
+    assert dpsgd_params(r1.dp_event()) == DpSgdParams(sampling_probability=0.2, noise_multiplier=0.5, steps=60, clip_norm=1.0)
+
+
+def test_rejects_bad_parameters():
+    data = random_data(3, 2)
+    with pytest.raises(ValueError):
+        train_dp(RewardHead(16, 8), data, noise_multiplier=1.0, sampling_probability=0.0, steps=1)
+    with pytest.raises(ValueError):
+        train_dp(RewardHead(16, 8), data, noise_multiplier=-1.0, sampling_probability=0.5, steps=1)
