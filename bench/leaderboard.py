@@ -8,7 +8,12 @@ unbounded counts, at epsilon 1 and 8 per node (delta 1e-6), mean and sd over tri
 - shipped: Tulu-1 human eval + PandaLM human test set (../shared/data), split across 3 nodes by
   contributor (a person belongs to one community);
 - arena: a synthetic arena of 24 models and 6000 contributors (1-12 battles each, ties and
-  both-bad included) split across 5 nodes.
+  both-bad included) split across 5 nodes;
+- current-arena: twelve model names of today (node/synth/arena.py CURRENT_MODELS) over 3 nodes, NO
+  model list: each node's private key selection (privacy/mechanisms.py noisy_key_selection, as
+  node/discovery.py runs it: 2 names per person, epsilon 1, selection delta 1e-8) finds the names, the union is
+  counted (battle_counts at epsilon 1), and Kendall tau is measured against the PLANTED strengths
+  (found = names discovered, ranked = names on the board).
 
 Usage: .venv/bin/python bench/leaderboard.py [--trials N]
 """
@@ -27,8 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from coordinator.leaderboard import bt_scores, cells_from_items, kendall_tau, post_process  # noqa: E402
+from node.discovery import DISCOVERY_DELTA_SHARE  # noqa: E402
 from node.queries import battle_rows, dp_answer, exact_counts, partitions  # noqa: E402
-from node.synth import arena_battles, arena_models, default_data_dir  # noqa: E402
+from node.synth import CURRENT_MODELS, arena_battles, arena_models, default_data_dir, named_arena  # noqa: E402
+from privacy.mechanisms import noisy_key_selection  # noqa: E402
+from protos.wire import DEFAULT_MAX_KEYS  # noqa: E402
 
 DELTA = 1e-6
 
@@ -98,6 +106,31 @@ def run(name: str, nodes, models, bounds, trials: int, epsilons=(1.0, 8.0)) -> l
     return out
 
 
+def current_arena(contributors_per_node: int, trials: int, n_nodes: int = 3, epsilon: float = 1.0) -> dict:
+    """Private key selection then the leaderboard, no model list: tau against the planted strengths."""
+    import json
+
+    taus, found, ranked = [], [], []
+    for t in range(trials):
+        strengths = named_arena(CURRENT_MODELS, 13)
+        nodes = [[(w, (a, b, o)) for w, a, b, o in arena_battles(contributors_per_node, strengths, 1000 * t + i,
+                                                                   contributor_prefix=f"n{i}-u")]
+                 for i in range(n_nodes)]
+        names: set[str] = set()
+        for rows in nodes:  # each node: (person, model name) rows, at most 2 names per person, thresholded
+            model_rows = {(w, m) for w, p in rows for m in p[:2]}
+            names |= set(noisy_key_selection(model_rows, DEFAULT_MAX_KEYS, epsilon, DELTA, DELTA * DISCOVERY_DELTA_SHARE).keys)
+        params = {"models": json.dumps(sorted(names))}
+        scores = dp_scores(nodes, params, epsilon) if len(names) >= 2 else {}
+        taus.append(kendall_tau(scores, strengths))
+        found.append(len(names))
+        ranked.append(len(scores))
+    return {"data": f"current-arena/{contributors_per_node}", "models": len(CURRENT_MODELS), "nodes": n_nodes,
+            "contributors": contributors_per_node * n_nodes, "epsilon": epsilon, "found_min": min(found),
+            "ranked_min": min(ranked), "tau_mean": float(np.mean(taus)), "tau_sd": float(np.std(taus)),
+            "tau_min": float(np.min(taus)), "share_ge_085": float(np.mean(np.array(taus) >= 0.85))}
+
+
 def main(argv=None) -> int:
     """Print the table; exit 1 when the synthetic arena's tau at epsilon 8 falls below 0.9."""
     ap = argparse.ArgumentParser()
@@ -118,6 +151,14 @@ def main(argv=None) -> int:
         print(f"{r['data']:<17} {r['models']:>6} {r['contributors']:>7} {r['nodes']:>5} {r['battles']:>7} "
               f"{str(tuple(r['bounds'])):>8} {r['epsilon']:>4g}  {r['tau_mean']:>8.3f} {r['tau_sd']:>5.3f} {r['tau_min']:>5.3f}")
     print(f"({args.trials} trials each, delta {DELTA:g} per node, {time.time() - t0:.0f} s)")
+    print()
+    print("twelve current models, no model list (private key selection, then battle_counts; epsilon 1 each):")
+    print(f"{'data':<20} {'contrib':>7} {'nodes':>5} {'found':>5} {'ranked':>6}  {'tau mean':>8} {'sd':>5} {'min':>5} "
+          f"{'>=0.85':>6}")
+    for n in (1000, 2000, 4000):
+        r = current_arena(n, args.trials)
+        print(f"{r['data']:<20} {r['contributors']:>7} {r['nodes']:>5} {r['found_min']:>5} {r['ranked_min']:>6}  "
+              f"{r['tau_mean']:>8.3f} {r['tau_sd']:>5.3f} {r['tau_min']:>5.3f} {r['share_ge_085']:>6.2f}")
     arena8 = [r for r in rows if r["data"] == "synthetic-arena" and r["epsilon"] == 8.0][0]
     return 0 if arena8["tau_mean"] >= 0.9 else 1
 

@@ -26,7 +26,7 @@ def main() -> None:
         events = [DiscreteGaussianEvent(50.0, 1), DiscreteLaplaceEvent(200.0, 1)]
         t = time.perf_counter()
         for i in range(args.entries):  # each append: fsync'd commit + cumulative epsilon (PLD) + signature
-            ledger.append("coverage", events[i % 2], 50, 1e-6, "p", request_hash=f"q{i}", payload=b"x" * 256)
+            ledger.append("coverage", events[i % 2], 1e-6, "p", request_hash=f"q{i}", payload=b"x" * 256)
         t_append = time.perf_counter() - t
         export = ledger.export()
         t = time.perf_counter()

@@ -204,7 +204,7 @@ def print_round_times(simulation: bool, deployment: bool) -> None:
             def sim(rounds, secagg, tag):
                 run_simulation_federation([n.path for n in nodes], FederationConfig(
                     out=f"{tmp}/s{tag}", rounds=rounds, local_steps=20, featurizer=hashed, secagg=secagg,
-                    federation_id=f"bench-sim-{tag}"))
+                    federation_id=f"bench-sim-{tag}"), "node.client_app:app")
             engines.append(("Flower Simulation Engine", sim))
         if deployment:
             from deploy.local import LocalDeployment

@@ -24,6 +24,7 @@ from cairn.demo import demo
 from cairn.federate import federate
 from cairn.model_cli import model
 from cairn.node_cli import node
+from privacy import configure
 
 # No telemetry, no downloads: Flower and Hugging Face read these when they are first imported.
 OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -33,6 +34,7 @@ OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORME
 @click.version_option(package_name="cairn")
 def cli() -> None:
     """Cairn: federated, privacy-preserving open human feedback."""
+    configure()
 
 
 for _command in (node, model, federate, demo, coordinator, leaderboard, audit):

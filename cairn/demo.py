@@ -58,7 +58,7 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     from node.client_app import app as client_app
     from node.node_dir import NodeDir
     from protos.bundle import read_rounds
-    from protos.wire import QUERY_KINDS
+    from protos.wire import PUBLIC_DIMENSIONS, PUBLIC_LANGUAGES, QUERY_KINDS
 
     def cairn(*args: object) -> str:
         res = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
@@ -75,7 +75,7 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    consent = ["--consent", "Apache-2.0", "--consent-at", "2024-01-01T00:00:00+00:00"]
+    consent = ["--consent", "Apache-2.0", "--consent-at", "2024-01-01T00:00:00+00:00", "--consent-by", "demo operator"]
 
     _title("1. Communities import their members' feedback (encrypted at rest, PII redacted)")
     real = [
@@ -85,21 +85,23 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
          ["--contributor", "qa-feedback:crowd"]),
     ]
     # These communities share statistics only (their policies do not release model updates), and
-    # accept releases drawn on as few as 3 members; qa-feedback keeps the default minimum of 20.
+    # accept releases drawn on as few as 3 members, by an exact threshold their policy makes public
+    # (min_contributors_noise = 0); qa-feedback keeps the default: at least 20, by a noisy count.
     stats_only = QUERY_KINDS
     for name, path, extra in real:
         cairn("node", "init", out / name, "--name", name)
         if name != "qa-feedback":
             nd = NodeDir(out / name)
-            replace(nd.policy(), min_contributors=3, allowed_releases=stats_only, max_query_epsilon=2.0).save(nd.policy_path)
+            replace(nd.policy(), min_contributors=3, min_contributors_noise=0.0, allowed_releases=stats_only,
+                    max_query_epsilon=2.0).save(nd.policy_path)
         cairn("node", "import", out / name, path, *extra, *consent)
         st = json.loads(cairn("node", "status", out / name, "--json"))
         click.echo(f"{name}: {st['conversations']} conversations, feedback {st['feedback']}, "
                    f"{st['contributors']['eligible']}/{st['contributors']['total']} contributors eligible, "
                    f"redactions {st['redactions'] or 'none'}")
-    cairn("node", "forget", out / "tulu-evaluators", "--contributor", "tulu:ja")
+    cairn("node", "forget", out / "tulu-evaluators", "--contributor", "ja")  # the id the member gives
     st = json.loads(cairn("node", "status", out / "tulu-evaluators", "--json"))
-    click.echo(f"tulu-evaluators: contributor tulu:ja withdrew -> {st['conversations']} conversations left, "
+    click.echo(f"tulu-evaluators: contributor ja withdrew -> {st['conversations']} conversations left, "
                f"{st['contributors']['withdrawn']} withdrawn (their text is gone from the store file)")
 
     _title(f"2. Three communities of {contributors} synthetic contributors (planted preferences over real text)")
@@ -126,6 +128,8 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     cfg = FederationConfig(out=str(out / "bundle"), rounds=rounds, featurizer=preset_config(features), secagg=True,
                            epsilon=8.0, federation_id=f"demo-{int(time.time())}",
                            queries=list(QUERY_KINDS), query_epsilon=2.0, query_models=DEMO_MODELS + sorted(planted),
+                           # public lists given, so the demo asks no private key selection (README)
+                           query_languages=list(PUBLIC_LANGUAGES), query_dimensions=list(PUBLIC_DIMENSIONS),
                            coordinator_key=str(out / "coordinator" / "coordinator.key"))
     click.echo(f"(Flower Simulation Engine: {len(nodes)} virtual SuperNodes; a few minutes on two cores)")
     summary = run_simulation_federation(nodes, cfg, client_app)

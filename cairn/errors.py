@@ -11,14 +11,27 @@ from node.consent import ConsentError
 from node.crypto import CryptoError
 from node.importers import FormatError
 from node.ingest import ImportFailed
+from node.links import LinkError
 from node.node_dir import NodeDirError
 from node.store import StoreError
 from privacy.policy import PolicyError
 
 # Errors of these packages name the rule they enforce; the CLI shows them as one line too.
 PROJECT_PACKAGES = ("privacy", "node", "coordinator", "model", "protos")
-KNOWN = (FormatError, ConsentError, CryptoError, ImportFailed, NodeDirError, StoreError, PolicyError, SimulationError,
+KNOWN = (FormatError, ConsentError, CryptoError, ImportFailed, NodeDirError, StoreError, PolicyError, SimulationError, LinkError,
          FileNotFoundError)
+
+
+def error_json(e: BaseException) -> dict:
+    """A known error as JSON-ready data (`--json` commands print this instead of a line of text):
+    {"error": message, "type": class name, "errors": [{"file", "unit", "number", "field", "message"}, ...]}."""
+    msg = str(e) if isinstance(e, KNOWN) or type(e).__module__.split(".")[0] in PROJECT_PACKAGES else repr(e)
+    out: dict = {"error": msg, "type": type(e).__name__}
+    errs = getattr(e, "errors", None)
+    if isinstance(errs, list):
+        out["errors"] = [{"file": x.path, "unit": x.unit, "number": x.line, "field": x.field, "message": x.message}
+                         for x in errs if hasattr(x, "location")]
+    return out
 
 
 def friendly(fn):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cairn.errors import friendly
+from cairn.errors import KNOWN, PROJECT_PACKAGES, error_json, friendly
 from model.presets import PRESETS
 from node.node_dir import NodeDir
 
@@ -56,7 +56,7 @@ def init(dir: Path, name: str, passphrase_env: str | None) -> None:
         passphrase = os.environ.get(passphrase_env)
         if not passphrase:
             raise click.ClickException(f"environment variable {passphrase_env} is empty or unset")
-    nd = NodeDir.init(dir, name, passphrase=passphrase)
+    nd = NodeDir.init(dir, name, passphrase=passphrase, passphrase_env=passphrase_env)
     click.echo(f"initialised node {name!r} in {dir} (node id {nd.node_id[:16]}…)")
     click.echo(f"  policy: {nd.policy_path}  (edit it to set the community's privacy policy)")
 
@@ -66,26 +66,64 @@ def init(dir: Path, name: str, passphrase_env: str | None) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", default=None, help="Input format; detected when not given.")
 @click.option("--contributor", default=None, help="Attribute every record to this contributor id.")
+@click.option("--id-prefix", default=None, metavar="P",
+              help="This source's ids collide with another's (different people, same ids): store them as P:id.")
 @click.option("--skip-invalid", is_flag=True, help="Import the valid records and report each skipped one.")
 @click.option("--consent", "consent", default=None, metavar="LICENCE",
               help="Record consent under this licence for every contributor in the file.")
-@click.option("--consent-at", default=None, metavar="TIME", help="When consent was given (ISO 8601; default now).")
+@click.option("--consent-at", default=None, metavar="TIME",
+              help="When consent was given (ISO 8601; default now). A past time needs --consent-by.")
+@click.option("--consent-by", default=None, metavar="WHO",
+              help="Who gave or witnessed a backdated consent (recorded with it).")
+@click.option("--map", "map_spec", default=None, metavar="TARGET=COLUMN,...",
+              help="Tables (CSV/TSV/Parquet): which column holds what, e.g. prompt=question,response_a=ans1,"
+                   "response_b=ans2,preference=winner,contributor=user (scale=1..10 for ratings).")
+@click.option("--map-file", default=None, type=click.Path(path_type=Path), help="Tables: the mapping as a TOML file.")
+@click.option("--dry-run", is_flag=True, help="Validate and count as an import would, storing nothing.")
 @click.option("--max-record-bytes", default=1_000_000, show_default=True, help="Refuse records larger than this.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report, or the error, as JSON.")
 @friendly
-def import_(dir, file, fmt, contributor, skip_invalid, consent, consent_at, max_record_bytes, as_json) -> None:
+def import_(dir, file, fmt, contributor, id_prefix, skip_invalid, consent, consent_at, consent_by, map_spec, map_file,
+            dry_run, max_record_bytes, as_json) -> None:
     """Import chats and feedback from FILE (atomic unless --skip-invalid)."""
+    try:
+        _import(dir, file, fmt, contributor, skip_invalid, consent, consent_at, consent_by, map_spec, map_file, dry_run,
+                max_record_bytes, as_json, id_prefix)
+    except Exception as e:
+        known = isinstance(e, (click.ClickException, *KNOWN)) or type(e).__module__.split(".")[0] in PROJECT_PACKAGES
+        if not as_json or not known:
+            raise
+        data = error_json(e)
+        if isinstance(e, click.ClickException):
+            data["error"] = e.format_message()
+        click.echo(json.dumps(data, indent=2))
+        raise SystemExit(1) from None
+
+
+def _import(dir, file, fmt, contributor, skip_invalid, consent, consent_at, consent_by, map_spec, map_file, dry_run,
+            max_record_bytes, as_json, id_prefix=None) -> None:
+    from node.importers.table import MappingError, parse_map
     from node.ingest import import_file
 
-    with NodeDir(dir).open_store() as store:
+    nd = NodeDir(dir)
+    try:
+        mapping = parse_map(map_spec, map_file) if (map_spec or map_file) else None
+    except MappingError as e:
+        raise click.BadParameter(str(e), param_hint="--map") from None
+    with nd.open_store() as store:
         rep = import_file(store, file, fmt=fmt, contributor=contributor, skip_invalid=skip_invalid,
                           consent=consent, consent_at=consent_at, max_record_bytes=max_record_bytes,
-                          progress=not as_json)
+                          progress=not as_json, mapping=mapping, dry_run=dry_run, policy=nd.policy(),
+                          consent_by=consent_by, id_prefix=id_prefix)
     if as_json:
         click.echo(json.dumps(rep.as_dict(), indent=2))
         return
-    click.echo(f"{file}: {rep.records} records imported as {rep.format}, {rep.duplicates} already present, "
+    verb = "would be imported (dry run: nothing stored)" if dry_run else "imported"
+    click.echo(f"{file}: {rep.records} records {verb} as {rep.format}, {rep.duplicates} already present, "
                f"{rep.withdrawn} of withdrawn contributors dropped, {len(rep.skipped)} skipped")
+    if rep.known_ids:
+        click.echo(f"  {rep.known_ids} contributor id(s) were already in the store and are taken as the same people; "
+                   "if this source's ids are different people, re-import it with --id-prefix", err=True)
     for err in rep.skipped:
         click.echo(f"  skipped: {err}", err=True)
 
@@ -108,16 +146,23 @@ def status(dir: Path, as_json: bool) -> None:
 @click.option("--contributor", "contributors", multiple=True, help="Contributor id (repeatable).")
 @click.option("--all", "everyone", is_flag=True, help="Every contributor in the store.")
 @click.option("--licence", required=True, help="Licence the contributor agreed to, e.g. CC-BY-4.0.")
-@click.option("--at", default=None, help="When consent was given (ISO 8601; default now).")
+@click.option("--at", default=None, help="When consent was given (ISO 8601; default now). A past time needs --by.")
+@click.option("--by", "--consent-by", "by", default=None, metavar="WHO",
+              help="Who gave or witnessed a backdated consent (recorded with it).")
 @friendly
-def consent(dir, contributors, everyone, licence, at) -> None:
-    """Record contributors' consent (they become eligible after the policy's waiting period)."""
+def consent(dir, contributors, everyone, licence, at, by) -> None:
+    """Record contributors' consent (they become eligible after the policy's waiting period).
+
+    The licence must be one the policy lists; the time cannot be in the future; a backdated time
+    shortens the waiting period, so it must say who gave the consent (--by)."""
     from node.consent import record_consent
 
     if bool(contributors) == everyone:
         raise click.UsageError("give --contributor ID (repeatable) or --all")
-    with NodeDir(dir).open_store() as store:
-        n = record_consent(store, None if everyone else list(contributors), licence, at, source="cli")
+    nd = NodeDir(dir)
+    with nd.open_store() as store:
+        n = record_consent(store, None if everyone else list(contributors), licence, at, source="cli",
+                           policy=nd.policy(), by=by)
     click.echo(f"consent under {licence} recorded for {n} contributor(s)")
 
 
@@ -131,6 +176,23 @@ def forget(dir: Path, contributor: str) -> None:
         out = store.forget(contributor)
     click.echo(f"forgot {contributor}: {out['conversations_deleted']} conversations and "
                f"{out['feedback_deleted']} feedback items deleted; excluded from every later release")
+
+
+@node.command()
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.argument("first")
+@click.argument("second")
+@friendly
+def link(dir: Path, first: str, second: str) -> None:
+    """Declare that contributor ids FIRST and SECOND are one person: from now on bounding, sampling,
+    consent and withdrawal treat them as one (SECOND's rows move to FIRST's id; later imports follow)."""
+    from node.links import link as link_ids
+
+    with NodeDir(dir).open_store() as store:
+        out = link_ids(store, first, second)
+    ids = ", ".join([out["canonical"], *out["aliases"]])
+    state = "linked" if out["changed"] else "already one person"
+    click.echo(f"{state}: {ids} (stored as {out['canonical']})")
 
 
 @node.command()
@@ -160,10 +222,13 @@ def budget(dir: Path, as_json: bool) -> None:
         click.echo(json.dumps(s, indent=2))
         return
     click.echo(f"node {s['node_name']}: epsilon {s['spent']:.4f} spent of {s['epsilon_cap']} "
-               f"({s['remaining']:.4f} remaining) at delta {s['delta']:g}, accountant {s['method']}, "
-               f"{s['entries']} releases; unit of privacy: one {s['unit']}")
+               f"({s['remaining']:.4f} remaining) at delta {s['delta']:g}, accountant {s['label']}, "
+               f"{s['entries']} releases; unit of privacy: one {s['unit']}, per community")
     for kind, part in s["by_kind"].items():
-        click.echo(f"  {kind}: {part['releases']} releases, epsilon {part['epsilon']:.4f} alone ({part['method']})")
+        click.echo(f"  {kind}: {part['releases']} releases, epsilon {part['epsilon']:.4f} alone ({part['label']})")
+    for plan, p in s.get("plans", {}).items():
+        click.echo(f"  plan {plan}: {p['rounds_run']}/{p['planned_rounds']} rounds, epsilon {p['epsilon']:.4f} "
+                   f"({p['label']})")
 
 
 @node.command()

@@ -12,6 +12,9 @@ lists the ledger entries that accounted for it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +29,54 @@ from protos import bundle as fmt
 from protos import bundle_pb2, ledger_pb2
 
 
+class BundleError(RuntimeError):
+    """No bundle was written (the message says why); nothing partial is left behind."""
+
+
+def check_out_writable(out) -> None:
+    """Fail before any node is asked anything (so before any budget is spent) when the bundle cannot be
+    written to `out`: create its parent and a probe `.<name>.partial-*` directory there, as write_bundle
+    will, then remove the probe. Raises OSError with a message naming the path and the cause."""
+    out = Path(out)
+    try:
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"{out} is a file")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as e:
+        cause = e.strerror if e.strerror else str(e)
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        raise OSError(f"{out}: cannot write the bundle there: {cause}{where}; choose another --out "
+                      f"(nothing was asked of any node, no budget spent)") from None
+
+
 def write_bundle(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsRecord, ledgers: dict[str, bytes],
+                 infos: list[dict], federation_id: str, extra_files: dict[str, tuple[bytes, str]] | None = None,
+                 artifacts: dict[str, list[dict]] | None = None, statistics: dict | None = None,
+                 policies: dict[str, dict] | None = None, signing_key=None) -> dict:
+    """Write the bundle all or nothing: into a temporary directory beside `out`, renamed to `out` once
+    complete and signed (an empty `out` is replaced). On any failure no bundle is left and BundleError
+    says why. The arguments are `_write`'s."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{out}: the bundle directory is not empty; no bundle written")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        summary = _write(tmp, head, model_cfg, rounds, ledgers, infos, federation_id, extra_files, artifacts,
+                         statistics, policies, signing_key)
+        tmp.chmod(0o755)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.rename(tmp, out)
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BundleError(f"no bundle written to {out}: {type(e).__name__}: {e}") from e
+    summary["bundle"] = str(out)
+    return summary
+
+
+def _write(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsRecord, ledgers: dict[str, bytes],
                  infos: list[dict], federation_id: str, extra_files: dict[str, tuple[bytes, str]] | None = None,
                  artifacts: dict[str, list[dict]] | None = None, statistics: dict | None = None,
                  policies: dict[str, dict] | None = None, signing_key=None) -> dict:
@@ -39,7 +89,6 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsReco
     integrity since publication but names no coordinator an auditor could pin."""
     signing_key = signing_key or Ed25519PrivateKey.generate()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     kinds: dict[str, str] = {}
     if head is not None:
         save_model(head, model_cfg, out / fmt.MODEL)
@@ -100,6 +149,8 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsReco
     lineage = dict(artifacts or {})
     lineage[fmt.DATACARD] = [s for srcs in (artifacts or {}).values() for s in srcs] + round_sources
     for path, sources in sorted(lineage.items()):
+        if not sources:  # derived from no release (every node refused): hashed and signed, no lineage to claim
+            continue
         art = manifest.artifacts.add(path=path)
         seen = set()
         for s in sources:

@@ -9,8 +9,11 @@ prescriptive or descriptive definitions — Kirk et al., "The Empty Signifier Pr
 Clearer Paradigms for Operationalising 'Alignment' in Large Language Models", 2023,
 https://arxiv.org/abs/2310.02457), its public policy facts
 (licences accepted, epsilon cap, delta), its ledger's claimed epsilon, and DP counts from the
-queries (feedback kinds, coverage). No count here is exact: every number of items is a noisy DP
-answer, summed across nodes, post-processed (negatives shown as 0), with its noise standard deviation.
+queries (feedback kinds, coverage). No count here is exact: every total is an unbiased estimate,
+the sum of the nodes' unclamped noisy answers over the group's cells, with a 95% interval from the
+reported noise (variance = the sum of the cells' noise variances; `interval`). A group whose interval
+spans zero is reported as not distinguishable from zero, without a total: a key no node holds does
+not appear with a count.
 
 The YAML header is machine-readable (values in JSON flow style, which YAML 1.2 reads).
 """
@@ -56,21 +59,47 @@ def _yaml(obj, indent: int = 0) -> str:
     return "\n".join(lines)
 
 
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+def interval(estimate: float, variance: float, z: float = Z95) -> dict:
+    """An unbiased total and its 95% interval, estimate +- z sd, from the summed noise variance.
+
+    The sum of independent discrete Gaussian noises is approximately normal, and sigma^2 bounds
+    each one's variance from above (Canonne, Kamath & Steinke 2020, "The Discrete Gaussian for
+    Differential Privacy", https://arxiv.org/abs/2004.00010, Corollary 9), so the interval is
+    conservative. `spans_zero`: the data cannot tell the total from zero."""
+    sd = max(0.0, float(variance)) ** 0.5
+    lo, hi = estimate - z * sd, estimate + z * sd
+    return {"estimate": round(float(estimate), 3), "ci95": [round(lo, 3), round(hi, 3)], "sd": round(sd, 3),
+            "spans_zero": bool(lo <= 0 <= hi)}
+
+
+def _group(kind: str, key: list) -> str:
+    return {"battle_counts": lambda: key[2], "thumbs_rates": lambda: key[1], "rating_histogram": lambda: key[0],
+            "coverage": lambda: f"{key[0]}:{key[1]}", "implicit_feedback": lambda: key[0]}.get(kind, lambda: "/".join(key))()
+
+
 def _kind_totals(statistics: dict) -> dict[str, dict]:
-    """Noisy totals per query kind and key group, from statistics.json's queries."""
+    """Per query kind and key group: the unbiased total (the sum of the group's unclamped pooled
+    cells) and its interval (variance: cells x the pooled noise variance per cell)."""
     out: dict[str, dict] = {}
     for q in (statistics or {}).get("queries", []):
         if not q.get("pooled"):
             continue
-        sd = q.get("pooled_noise_sd_per_cell", 0.0)
+        var = float(q.get("pooled_noise_variance_per_cell", q.get("pooled_noise_sd_per_cell", 0.0) ** 2))
         kind = q["query"]["name"]
-        groups: dict[str, float] = {}
+        sums: dict[str, list] = {}
         for c in q["pooled"]:
-            key = c["key"]
-            g = {"battle_counts": lambda: key[2], "thumbs_rates": lambda: key[1], "rating_histogram": lambda: key[0],
-                 "coverage": lambda: f"{key[0]}:{key[1]}", "implicit_feedback": lambda: key[0]}.get(kind, lambda: "/".join(key))()
-            groups[g] = groups.get(g, 0) + max(0, int(c["value"]))
-        out[kind] = {"totals": groups, "noise_sd_per_cell": round(sd, 3), "cells": len(q["pooled"])}
+            acc = sums.setdefault(_group(kind, c["key"]), [0, 0])
+            acc[0] += int(c["value"])
+            acc[1] += 1
+        totals = {g: interval(v, n * var) for g, (v, n) in sums.items()}
+        for t in totals.values():
+            if t["spans_zero"]:  # no total for what the data cannot tell from zero (statistics.json keeps the cells)
+                t["estimate"] = None
+        out[kind] = {"totals": totals,
+                     "noise_sd_per_cell": round(var ** 0.5, 3), "cells": len(q["pooled"])}
     return out
 
 
@@ -102,7 +131,7 @@ def render(federation_id: str, nodes: list[dict], policies: dict[str, dict] | No
         "unit_of_privacy": "contributor (one person; add/remove neighbouring relation)",
         "communities": comms,
         "feedback_dp_counts": totals,
-        "leaderboard_models": len((leaderboard or {}).get("pooled", {}).get("models", [])),
+        "leaderboard_models": len(((leaderboard or {}).get("pooled") or {}).get("models", [])),
         "reward_model": model,
     }
     md = ["---", _yaml(header), "---", "", f"# Data card: Cairn federation `{federation_id}`", ""]
@@ -124,11 +153,16 @@ def render(federation_id: str, nodes: list[dict], policies: dict[str, dict] | No
            "record what each person thinks (disagreement is signal, hence rating histograms, not means).", ""]
     md += ["## Composition: feedback (DP counts)", ""]
     if totals:
-        md += ["Noisy totals summed over communities (negatives shown as 0); each cell carries discrete Gaussian noise",
-               "with the standard deviation shown.", "", "| query | group | noisy total | noise sd per cell |", "|---|---|---|---|"]
+        md += ["Unbiased totals: the sum of every community's noisy answer over the group's cells, not clamped, with",
+               "a 95% interval from the reported discrete Gaussian noise. Where the interval spans zero the data",
+               "cannot tell the total from zero, and no total is shown.", "",
+               "| query | group | estimated total | 95% interval | noise sd per cell |", "|---|---|---|---|---|"]
         for kind, t in totals.items():
             for g, v in sorted(t["totals"].items()):
-                md.append(f"| {kind} | {g} | {v} | {t['noise_sd_per_cell']} |")
+                shown = "not distinguishable from 0" if v["spans_zero"] else f"{v['estimate']:.0f}"
+                md.append(f"| {kind} | {g} | {shown} | [{v['ci95'][0]:.0f}, {v['ci95'][1]:.0f}] | {t['noise_sd_per_cell']} |")
+    elif (statistics or {}).get("queries"):
+        md.append("Aggregate queries were asked, but no community answered them (see `statistics.json`).")
     elif model:
         md.append("No aggregate queries were run in this federation: only the reward model was trained.")
     else:
@@ -141,8 +175,12 @@ def render(federation_id: str, nodes: list[dict], policies: dict[str, dict] | No
            "consented under a licence their community accepts, after its waiting period, count.", "",
            "## Preprocessing and privacy", "",
            "Each contributor's influence is bounded (a fixed number of cells, a fixed number of rows per cell)",
-           "before noise from a secure discrete Gaussian sampler is added; epsilon is accounted per community",
-           "with PLD at the delta shown. Battle counts come from every pairwise-convertible kind (pairwise,",
+           "before noise from a secure discrete Gaussian sampler is added. Epsilon and delta are PER COMMUNITY:",
+           "each node accounts only its own releases, at the delta shown, and enforces its cap with a privacy",
+           "filter (rdp-filter, sound when the coordinator chose each release adaptively). A person who belongs",
+           "to several communities is protected by each separately; across communities the losses compose (at",
+           "worst the epsilons and deltas add up), which no node can account for. Battle counts come from",
+           "every pairwise-convertible kind (pairwise,",
            "ranking, ratings, thumbs). Implicit feedback (thanks, corrections, rephrasings) is found in chat",
            "text by local heuristics (node/implicit.py).", "",
            "## Uses", "",

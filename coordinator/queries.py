@@ -1,8 +1,8 @@
 """The coordinator's side of aggregate queries: build them, send them, sum the DP answers.
 
-A query (protos/query.proto) names a kind and its PUBLIC partitions: model names, languages,
-rating dimensions and topic labels from the fixed public lists of protos/wire.py (or the operator's
-own lists: never read from any node's data). Every node answers through its own release gate
+A query (protos/query.proto) names a kind and its PUBLIC partitions: model names, languages and
+rating dimensions from the operator's own lists or released by the nodes' private key selection
+(coordinator/discovery.py), topic labels from the fixed public list of protos/wire.py. Every node answers through its own release gate
 (node/queries.py): bounded per contributor, discrete Gaussian noise, a ledger entry first. The
 coordinator sums the answers cell by cell — plainly, or with SecAgg+ (privacy/secagg/)
 so that only the sum is seen — and records for each answer its noise scale, epsilon and the
@@ -22,12 +22,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from flwr.app import ConfigRecord, RecordDict
 
+from coordinator.datacard import interval
 from protos import query_pb2
 from protos.wire import (
     DEFAULT_BINS,
-    PUBLIC_DIMENSIONS,
-    PUBLIC_LANGUAGES,
-    PUBLIC_MODELS,
     PUBLIC_TOPICS,
     QUERY_KINDS,
     Key,
@@ -46,20 +44,31 @@ SECAGG_LEVELS = 1 << 20
 def build_query(kind: str, epsilon: float, round_id: str = "", *, models=None, languages=None, dimensions=None,
                 topics=None, bins: int = DEFAULT_BINS, bounds: tuple[int, int] | None = None,
                 secagg: bool = False) -> query_pb2.Query:
-    """A `kind` query over public labels (the protos/wire.py lists unless given), asking `epsilon` of
-    each node; `bounds` (max_partitions, max_rows_per_partition) overrides the nodes' defaults."""
+    """A `kind` query over public labels, asking `epsilon` of each node; `bounds` (max_partitions,
+    max_rows_per_partition) overrides the nodes' defaults. Model names, languages and dimensions are
+    the operator's lists or those found by private key selection (coordinator/discovery.py): there is
+    no built-in fallback, and a kind left without its labels is a ValueError saying so. Topics
+    default to the fixed public list the nodes assign (protos/wire.py PUBLIC_TOPICS)."""
     if kind not in QUERY_KINDS:
         raise ValueError(f"unknown query kind {kind!r} (known: {', '.join(QUERY_KINDS)})")
-    models = list(models or PUBLIC_MODELS)
+    models, languages, dimensions = list(models or []), list(languages or []), list(dimensions or [])
     params: dict[str, str] = {}
     if kind in ("battle_counts", "thumbs_rates"):
+        if len(models) < (2 if kind == "battle_counts" else 1):
+            raise ValueError(f"{kind}: no model names to count ({len(models)} given or discovered): pass --model "
+                             "names, or let the nodes' private key selection find them")
         params[Param.MODELS] = json.dumps(sorted(models))
     elif kind == "rating_histogram":
-        params[Param.DIMENSIONS] = json.dumps(list(dimensions or PUBLIC_DIMENSIONS))
+        if not dimensions:
+            raise ValueError("rating_histogram: no rating dimensions to count (none given or discovered): pass "
+                             "--dimension names, or let the nodes' private key selection find them")
+        params[Param.DIMENSIONS] = json.dumps(dimensions)
         params[Param.BINS] = str(int(bins))
     elif kind == "coverage":
-        params[Param.LANGUAGES] = json.dumps(list(languages or PUBLIC_LANGUAGES))
-        params[Param.MODELS] = json.dumps(sorted(models))
+        if languages:
+            params[Param.LANGUAGES] = json.dumps(languages)
+        if models:
+            params[Param.MODELS] = json.dumps(sorted(models))
         params[Param.TOPICS] = json.dumps(list(topics or PUBLIC_TOPICS))
     if bounds:
         params[Param.MAX_PARTITIONS], params[Param.MAX_ROWS_PER_PARTITION] = str(int(bounds[0])), str(int(bounds[1]))
@@ -101,7 +110,10 @@ class QueryResult:
         return {
             "query": self.query,
             "secure_aggregation": self.secagg,
-            "pooled": None if self.pooled is None else [{"key": list(k), "value": v} for k, v in zip(self.keys, self.pooled)],
+            # unbiased: the sum of the nodes' unclamped noisy answers, with its 95% interval (datacard.interval)
+            "pooled": None if self.pooled is None else [
+                {"key": list(k), "value": v, **{f: iv[f] for f in ("ci95", "spans_zero")}}
+                for k, v in zip(self.keys, self.pooled) for iv in [interval(v, self.pooled_variance)]],
             "pooled_noise_variance_per_cell": self.pooled_variance,
             "pooled_noise_sd_per_cell": self.pooled_variance ** 0.5,
             "answers": per_node,

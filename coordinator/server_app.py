@@ -27,7 +27,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from coordinator.aggregation import aggregate
-from coordinator.bundle import write_bundle
+from coordinator.bundle import check_out_writable, write_bundle
+from coordinator.planning import ask_budgets_and_plan, plan_dict
 from coordinator.signing import load_or_create_key
 from model.presets import preset_config
 from model.reward_model import RewardHead, state_to_vector, vector_to_state
@@ -37,7 +38,7 @@ from privacy.keys import raw_public_key
 from privacy.secagg.constants import SecAggError
 from privacy.secagg.protocol import Params, SecAggServer
 from privacy.secagg.quantization import dequantize_sum
-from protos import bundle_pb2
+from protos import bundle_pb2, ledger_pb2
 from protos.bundle import LEADERBOARD, LEADERBOARD_PNG, STATISTICS
 from protos.wire import Key, MessageType, Record
 
@@ -53,8 +54,9 @@ class FederationConfig:
     federation_id: str = ""
     # Training defaults: model.training_config (measured by bench/reward_model.py).
     local_steps: int = TRAINING.local_steps
-    epsilon: float = TRAINING.epsilon
-    expected_batch: int = TRAINING.expected_batch
+    epsilon: float = TRAINING.epsilon  # the most training may spend per node (the plan may give it less)
+    train_share: float = 0.5  # share of each node's remaining budget training may take (coordinator/planning.py)
+    sampling_rate: float = TRAINING.sampling_rate  # DP-SGD Poisson rate asked of nodes (each caps it by policy)
     lr: float = TRAINING.lr
     max_grad_norm: float = TRAINING.max_grad_norm
     max_pairs_per_contributor: int = TRAINING.max_pairs_per_contributor
@@ -71,7 +73,7 @@ class FederationConfig:
     # Aggregate queries after training (coordinator/queries.py): kinds to ask, [] = none.
     queries: list = field(default_factory=list)
     query_epsilon: float = 1.0  # requested per query per node (each node caps it by its policy)
-    query_models: list | None = None  # public model names (None: protos.wire.PUBLIC_MODELS)
+    query_models: list | None = None  # public model names (None: found by private key selection, coordinator/discovery.py)
     query_languages: list | None = None
     query_dimensions: list | None = None
     query_topics: list | None = None
@@ -81,10 +83,13 @@ class FederationConfig:
     # The coordinator's Ed25519 key file (coordinator/signing.py) that signs the bundle's manifest;
     # created (0600) when missing. "" signs with a one-off key that no auditor can pin.
     coordinator_key: str = ""
+    dry_run: bool = False  # ask the nodes' budgets, make the plan, spend nothing, write no bundle
 
     def __post_init__(self):
         if not self.federation_id:
             self.federation_id = f"fed-{int(time.time())}"
+        if not 0 < self.train_share <= 1:
+            raise ValueError(f"train_share must be in (0, 1], got {self.train_share}")
         if self.secagg and self.aggregation != "fedavg":
             raise ValueError("robust aggregation needs each update in the clear: it cannot run with secure aggregation")
 
@@ -95,6 +100,7 @@ def check_out_empty(out: str) -> None:
     p = Path(out)
     if p.exists() and (not p.is_dir() or any(p.iterdir())):
         raise FileExistsError(f"{p}: the bundle directory is not empty; publish each federation into a new directory")
+    check_out_writable(p)  # the parent is creatable and writable (coordinator/bundle.py)
 
 
 def coordinator_signing_key(cfg: FederationConfig):
@@ -170,8 +176,9 @@ def secure_sum(grid: Grid, nodes: list[int], cfg: FederationConfig, dim: int, gr
 
 def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     """Hello, the training rounds, the query phase, the ledgers, then the bundle; returns its summary."""
-    check_out_empty(cfg.out)  # these fail here, before any node spends budget
-    signing_key = coordinator_signing_key(cfg)
+    if not cfg.dry_run:
+        check_out_empty(cfg.out)  # these fail here, before any node spends budget
+    signing_key = None if cfg.dry_run else coordinator_signing_key(cfg)
     nodes = wait_for_nodes(grid, cfg.min_nodes, cfg.wait_seconds)
     if len(nodes) < cfg.min_nodes:
         raise RuntimeError(f"only {len(nodes)} nodes connected; {cfg.min_nodes} required")
@@ -180,24 +187,44 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     nodes = sorted(infos)
     log.info("federation %s: %d nodes: %s", cfg.federation_id, len(nodes),
              ", ".join(i[Key.NAME] for i in infos.values()))
+    plans = ask_budgets_and_plan(grid, nodes, infos, cfg, _send)
+    nodes = sorted(n for n in nodes if infos[n][Key.NODE_ID] in plans)
+    if cfg.dry_run:
+        return {"dry_run": True, "federation_id": cfg.federation_id, "bundle": None,
+                "plan": plan_dict(list(plans.values()))}
+    by_id = {infos[n][Key.NODE_ID]: n for n in nodes}
+    ledgers: dict[str, bytes] = {}  # each node's latest signed ledger export, from every reply that carries one
+
+    def send(grid, kind, to, contents, group, timeout):
+        reps = _send(grid, kind, to, contents, group, timeout)
+        keep_ledgers(reps, infos, ledgers)
+        return reps
 
     torch.manual_seed(cfg.seed)
     head = RewardHead(int(cfg.featurizer["dim"]), hidden=cfg.hidden)
     global_vec = state_to_vector(head).astype(np.float32)
     rounds = bundle_pb2.RoundsRecord()
     names = {i[Key.NODE_ID]: i[Key.NAME] for i in infos.values()}
+    trainers = [by_id[nid] for nid, p in plans.items() if p.asks("train") and nid in by_id]
     for r in range(1, cfg.rounds + 1):
-        train_cfg = ConfigRecord({
-            "federation_id": cfg.federation_id, "round": r, "rounds": cfg.rounds, "local_steps": cfg.local_steps,
-            "epsilon": cfg.epsilon, "expected_batch": cfg.expected_batch, "lr": cfg.lr,
-            "max_grad_norm": cfg.max_grad_norm, "max_pairs_per_contributor": cfg.max_pairs_per_contributor,
-            Key.FEATURIZER: json.dumps(cfg.featurizer), Key.HEAD: json.dumps(head.arch()), Key.SECAGG: cfg.secagg,
-        })
-        content = {n: RecordDict({Record.ARRAYS: ArrayRecord([global_vec]), Record.CONFIG: train_cfg}) for n in nodes}
-        reps = _send(grid, MessageType.TRAIN, nodes, content, f"round-{r}", cfg.timeout)
+        def train_cfg(n: int, r: int = r) -> ConfigRecord:  # the epsilon is the node's planned share
+            return ConfigRecord({
+                "federation_id": cfg.federation_id, "round": r, "rounds": cfg.rounds, "local_steps": cfg.local_steps,
+                "epsilon": plans[infos[n][Key.NODE_ID]].item("train").epsilon,  # type: ignore[union-attr]
+                "sampling_rate": cfg.sampling_rate, "lr": cfg.lr,
+                "max_grad_norm": cfg.max_grad_norm, "max_pairs_per_contributor": cfg.max_pairs_per_contributor,
+                Key.FEATURIZER: json.dumps(cfg.featurizer), Key.HEAD: json.dumps(head.arch()), Key.SECAGG: cfg.secagg,
+            })
+        content = {n: RecordDict({Record.ARRAYS: ArrayRecord([global_vec]), Record.CONFIG: train_cfg(n)}) for n in trainers}
+        reps = send(grid, MessageType.TRAIN, trainers, content, f"round-{r}", cfg.timeout) if trainers else {}
         ok = {n: rep.content[Record.STATUS] for n, rep in reps.items() if rep.content[Record.STATUS][Key.OK]}
         refused = {infos[n][Key.NODE_ID]: str(rep.content[Record.STATUS][Key.REFUSED])
                    for n, rep in reps.items() if n not in ok}
+        for n in set(trainers) - set(reps):
+            refused[infos[n][Key.NODE_ID]] = "no reply (node failed or timed out)"
+        for nid, p in plans.items():
+            if not p.asks("train"):
+                refused[nid] = f"not asked (plan): {p.item('train').why if p.item('train') else 'no training'}"
         for nid, why in refused.items():
             log.warning("round %d: %s (%s) refused: %s", r, names[nid], nid[:12], why)
         contributed: list[int] = []
@@ -221,59 +248,118 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
         for n in contributed:
             rnd.contributors.add(node_id=infos[n][Key.NODE_ID], ledger_seq=int(ok[n][Key.LEDGER_SEQ]),
                                  ledger_entry_hash=str(ok[n][Key.LEDGER_ENTRY_HASH]),
-                                 claimed_epsilon=float(ok[n][Key.CLAIMED_EPSILON]))
+                                 claimed_epsilon=float(ok[n][Key.CLAIMED_EPSILON]),
+                                 sampling_probability=float(ok[n].get(Key.SAMPLING_PROBABILITY, 0.0)),
+                                 noise_multiplier=float(ok[n].get(Key.NOISE_MULTIPLIER, 0.0)),
+                                 steps=int(ok[n].get(Key.STEPS, 0)))
         log.info("round %d: %d of %d nodes contributed", r, len(contributed), len(nodes))
 
-    query_files, query_artifacts, statistics, policies = run_query_phase(grid, nodes, infos, cfg)
-
-    ledgers_rep = _send(grid, MessageType.LEDGER, nodes, {n: RecordDict() for n in nodes}, "ledger", cfg.timeout)
-    ledgers = {infos[n][Key.NODE_ID]: bytes(rep.content[Record.LEDGER][Key.EXPORT]) for n, rep in ledgers_rep.items()}
+    query_files, query_artifacts, statistics, policies = run_query_phase(grid, nodes, infos, cfg, plans, send)
+    send(grid, MessageType.LEDGER, nodes, {n: RecordDict() for n in nodes}, "ledger", cfg.timeout)
     head.load_state_dict(vector_to_state(global_vec, head))
     training = {k: v for k, v in asdict(cfg).items() if k != "coordinator_key"}
     model_cfg = {"featurizer": cfg.featurizer, "training": {**training, "rounds_log": None}}
     trained = any(r.applied and r.contributors for r in rounds.rounds)  # else the head is only its random init
     if not trained:
         log.info("no training round was applied: the bundle carries no model")
-    summary = write_bundle(Path(cfg.out), head if trained else None, model_cfg, rounds, ledgers, list(infos.values()), cfg.federation_id,
+    published = [i for i in infos.values() if i[Key.NODE_ID] in ledgers]
+    summary = write_bundle(Path(cfg.out), head if trained else None, model_cfg, rounds, ledgers, published, cfg.federation_id,
                            extra_files={**query_files, **policy_files(infos)}, artifacts=query_artifacts,
                            statistics=statistics, policies=policies, signing_key=signing_key)
+    summary["plan"] = plan_dict(list(plans.values()))
     return summary
 
 
-def run_query_phase(grid: Grid, nodes: list[int], infos: dict[int, dict], cfg: FederationConfig):
+def keep_ledgers(reps: dict[int, Message], infos: dict[int, dict], ledgers: dict[str, bytes]) -> None:
+    """Keep, per node, the longest signed ledger export any reply carried (release replies and the
+    final `query.ledger`): a node that dies mid-run is still published with every release it made
+    that the coordinator used. The auditor checks each export's chain and signatures."""
+    for n, rep in reps.items():
+        if Record.LEDGER not in rep.content:
+            continue
+        data = bytes(rep.content[Record.LEDGER][Key.EXPORT])
+        nid = infos[n][Key.NODE_ID]
+        old = ledgers.get(nid)
+        if old is None or len(ledger_pb2.LedgerExport.FromString(data).entries) >= \
+                len(ledger_pb2.LedgerExport.FromString(old).entries):
+            ledgers[nid] = data
+
+
+def run_query_phase(grid: Grid, nodes: list[int], infos: dict[int, dict], cfg: FederationConfig, plans: dict | None = None,
+                    send=_send):
     """The DP aggregate queries (coordinator/queries.py) after training: returns the bundle files
     (statistics.json, leaderboard.json, leaderboard.png), their lineage, the statistics and the
-    nodes' public policy facts."""
+    nodes' public policy facts. Each query goes only to the nodes whose plan asks it; a node the plan
+    skips is recorded as refused with the plan's reason. A query that fails is recorded with its
+    error and the phase goes on: budget already spent by others is never lost to a crash."""
     from coordinator import leaderboard as lb
+    from coordinator.discovery import discovery_phase
     from coordinator.queries import build_query, run_queries
 
     if not cfg.queries:
         return {}, {}, None, {}
-    queries = [
-        build_query(k, cfg.query_epsilon, f"{cfg.federation_id}/query/{k}", models=cfg.query_models,
-                    languages=cfg.query_languages, dimensions=cfg.query_dimensions, topics=cfg.query_topics,
-                    bounds=tuple(cfg.query_bounds[k]) if k in cfg.query_bounds else None,
-                    secagg=cfg.query_secagg and len(nodes) >= 2)
-        for k in cfg.queries
-    ]
-    results, policies = run_queries(grid, nodes, infos, queries, _send, secure_sum, cfg, cfg.timeout)
     names = {i[Key.NODE_ID]: i[Key.NAME] for i in infos.values()}
-    statistics = {"federation_id": cfg.federation_id, "queries": [r.to_dict(names) for r in results]}
+    results, policies, failed = [], {}, []
+    try:
+        discovery, lists = discovery_phase(grid, nodes, infos, cfg, send, plans)  # coordinator/discovery.py
+    except Exception as e:  # noqa: BLE001 - each query then fails for want of keys, recorded; the bundle is written
+        log.error("key discovery failed: %s: %s", type(e).__name__, e)
+        discovery, lists = None, {"model": cfg.query_models, "language": cfg.query_languages,
+                                  "dimension": cfg.query_dimensions}
+    for k in cfg.queries:
+        asked = [n for n in nodes if plans is None or plans[infos[n][Key.NODE_ID]].asks(k)]
+        try:
+            q = build_query(k, cfg.query_epsilon, f"{cfg.federation_id}/query/{k}", models=lists["model"],
+                            languages=lists["language"], dimensions=lists["dimension"], topics=cfg.query_topics,
+                            bounds=tuple(cfg.query_bounds[k]) if k in cfg.query_bounds else None,
+                            secagg=cfg.query_secagg and len(asked) >= 2)
+            res, facts = run_queries(grid, asked, infos, [q], send, secure_sum, cfg, cfg.timeout) if asked else ([None], {})
+        except Exception as e:  # noqa: BLE001 - recorded in statistics.json; the bundle is still written
+            log.error("query %s failed: %s: %s", k, type(e).__name__, e)
+            failed.append({"query": {"name": k, "epsilon": cfg.query_epsilon}, "error": f"{type(e).__name__}: {e}"})
+            continue
+        r = res[0]
+        if r is None:  # nobody asked: the result of a query sent to no one
+            from protos.wire import partitions
+            r = _empty_result(k, q, partitions)
+        policies.update(facts)
+        for n in nodes:
+            nid = infos[n][Key.NODE_ID]
+            if n not in asked and plans is not None:
+                item = plans[nid].item(k)
+                r.refused[nid] = f"not asked (plan): {item.why if item else 'not planned'}"
+        results.append(r)
+    statistics = {"federation_id": cfg.federation_id, "queries": [r.to_dict(names) for r in results] + failed}
+    if discovery is not None:
+        statistics["discovery"] = discovery.to_dict(names)
     files: dict[str, tuple[bytes, str]] = {
         STATISTICS: ((json.dumps(statistics, indent=2) + "\n").encode(), "statistics")}
-    artifacts = {STATISTICS: [s for r in results for s in r.sources()]}
+    artifacts = {STATISTICS: [s for r in results for s in r.sources()] + (discovery.sources() if discovery else [])}
     battle = next((r for r in results if r.kind == "battle_counts"), None)
     if battle is not None:
-        board = lb.from_query_result(battle, names, cfg.leaderboard_replicates, cfg.seed)
-        files[LEADERBOARD] = ((json.dumps(board, indent=2) + "\n").encode(), "leaderboard")
-        with tempfile.TemporaryDirectory() as tmp:
-            png = Path(tmp) / LEADERBOARD_PNG
-            lb.chart(board["pooled"] or {}, png, f"Cairn DP leaderboard ({cfg.federation_id})")
-            files[LEADERBOARD_PNG] = (png.read_bytes(), "leaderboard-chart")
-        artifacts[LEADERBOARD] = artifacts[LEADERBOARD_PNG] = battle.sources()
+        try:
+            board = lb.from_query_result(battle, names, cfg.leaderboard_replicates, cfg.seed)
+            leaderboard_json = (json.dumps(board, indent=2) + "\n").encode()
+            with tempfile.TemporaryDirectory() as tmp:
+                png = Path(tmp) / LEADERBOARD_PNG
+                lb.chart(board["pooled"] or {}, png, f"Cairn DP leaderboard ({cfg.federation_id})")
+                files[LEADERBOARD_PNG] = (png.read_bytes(), "leaderboard-chart")
+            files[LEADERBOARD] = (leaderboard_json, "leaderboard")
+            artifacts[LEADERBOARD] = artifacts[LEADERBOARD_PNG] = battle.sources()
+        except Exception as e:  # noqa: BLE001 - the statistics are still published
+            files.pop(LEADERBOARD_PNG, None)
+            log.error("leaderboard failed: %s: %s", type(e).__name__, e)
     for r in results:
         log.info("query %s: %d answers, %d refused%s", r.kind, len(r.answers), len(r.refused), refusal_summary(r.refused))
     return files, artifacts, statistics, policies
+
+
+def _empty_result(kind: str, q, partitions):
+    """The QueryResult of a query the plan sent to no node (every node's refusal recorded by the caller)."""
+    from coordinator.queries import QueryResult
+
+    return QueryResult(kind, {"name": kind, "params": dict(sorted(q.params.items())), "epsilon": q.epsilon},
+                       partitions(kind, dict(q.params)), secagg=bool(q.secagg))
 
 
 def refusal_summary(refused: dict[str, str]) -> str:

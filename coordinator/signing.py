@@ -1,4 +1,4 @@
-"""The coordinator's identity: an Ed25519 key (RFC 8032) that signs every bundle's manifest.
+"""The coordinator's identity: an Ed25519 key (RFC 8032, https://www.rfc-editor.org/rfc/rfc8032) that signs every bundle's manifest.
 
 `manifest.sig` is the signature over the exact bytes of `manifest.pb`, whose
 `coordinator_public_key` names the signing key. Since the manifest lists every file's SHA-256,

@@ -5,11 +5,11 @@ coordinator's ServerApp (coordinator/server_app.py) runs here. Same apps, same m
 deployment (deploy/). `cairn federate`, `cairn coordinator query`, `cairn demo`, the benchmarks and
 the tests all run federations through `run_simulation_federation`.
 
-The coordinator never imports node/ (ARCHITECTURE.md invariant 3: it asks, nodes decide). The
-ClientApp is named by its Flower app reference, "<module>:<attribute>" as in deploy/app/pyproject.toml
-(`clientapp = "node.client_app:app"`), and loaded only when a simulation starts; a caller may pass a
-ClientApp object instead. Which node directory each virtual SuperNode serves travels in the
-environment (protos.wire.SIMULATION_NODES_ENV), indexed by the SuperNode's partition id.
+The coordinator never imports node/ (ARCHITECTURE.md invariant 3: it asks, nodes decide), not even
+by a default: the caller passes the node's ClientApp, as an object or as its Flower app reference
+"<module>:<attribute>" (as deploy/app/pyproject.toml names it), loaded only when a simulation starts.
+Which node directory each virtual SuperNode serves travels in the environment
+(protos.wire.SIMULATION_NODES_ENV), indexed by the SuperNode's partition id.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import os
 from pathlib import Path
 
 from protos.wire import SIMULATION_NODES_ENV
-
-CLIENT_APP = "node.client_app:app"  # the node's ClientApp, as deploy/app/pyproject.toml names it
 
 
 class SimulationError(RuntimeError):
@@ -50,6 +48,8 @@ def check_can_publish(node_dirs: list[Path], cfg) -> list[str]:
     for d in dirs:
         if not (Path(d) / "node.toml").exists():
             raise SimulationError(f"{d}: not a Cairn node directory")
+    if getattr(cfg, "dry_run", False):  # a plan writes nothing and signs nothing
+        return dirs
     try:
         check_out_empty(cfg.out)
         if cfg.coordinator_key:
@@ -72,12 +72,12 @@ def _show_progress(quiet: bool) -> None:
         progress.setLevel(logging.INFO)
 
 
-def run_simulation_federation(node_dirs: list[Path], cfg, client_app=CLIENT_APP, *, quiet: bool = True,
+def run_simulation_federation(node_dirs: list[Path], cfg, client_app, *, quiet: bool = True,
                               wrap_grid=None) -> dict:
     """Run the federation `cfg` (coordinator.server_app.FederationConfig) over `node_dirs` in Flower's
     Simulation Engine; returns the bundle summary (coordinator.bundle.write_bundle).
 
-    `client_app`: the node's ClientApp, or its app reference. `wrap_grid` (tests): a function
+    `client_app`: the node's ClientApp, or its app reference (required: the coordinator names no node code). `wrap_grid` (tests): a function
     Grid -> Grid, e.g. to record every message the coordinator gets."""
     os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
     from flwr.serverapp import ServerApp

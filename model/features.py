@@ -25,6 +25,7 @@ Owns:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from typing import Any, Protocol, Sequence, runtime_checkable
@@ -285,6 +286,15 @@ class DictCache:
 
     def __len__(self) -> int:
         return len(self._d)
+
+
+def cache_name(featurizer: Featurizer) -> str:
+    """The name a feature cache is kept under: the featurizer's name and a digest of its whole config.
+
+    A featurizer's config comes from the coordinator's train message, so two configs that share a name
+    (another salt, n-gram range or dim) must never share cached vectors: one could poison the other."""
+    digest = hashlib.sha256(json.dumps(featurizer.config(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{featurizer.name}@{digest}"
 
 
 class CachedEncoder:

@@ -23,7 +23,9 @@ class TrainingConfig:
     rounds: int = 3  # federated rounds
     local_steps: int = 100  # DP-SGD steps per node per round
     epsilon: float = 8.0  # epsilon the whole training may spend per node (each node caps it by its policy)
-    expected_batch: int = 400  # contributors per step, in expectation (Poisson rate q = batch / N, capped by policy)
+    expected_batch: int = 400  # contributors per step of the NON-private baseline and the benchmarks
+    sampling_rate: float = 0.2  # DP-SGD Poisson rate per step (capped by each node's policy; never batch / N,
+    # which would publish N: with 2,000 contributors it is the measured batch of 400)
     lr: float = 5e-3  # step size on the mean gradient
     max_grad_norm: float = 0.02  # per-contributor L2 clipping norm C
     max_pairs_per_contributor: int = 8  # contribution bound: pairs kept per contributor

@@ -8,6 +8,8 @@ Handlers (message types, records and keys: the wire contract, protos/wire.py):
 - query.secagg_keys / query.secagg_shares / query.secagg_masked / query.secagg_unmask
                       the node's side of SecAgg+ (privacy/secagg/).
 - query.ledger        the signed ledger export (public by design).
+- query.budget        cap, spent and remaining epsilon from the ledger (public by design), for the
+                      coordinator's plan before anything is spent.
 - query.aggregate     a DP aggregate query (node/queries.py) through the release gate; under
                       secure aggregation the noisy cells wait for the SecAgg stages above.
 
@@ -34,6 +36,7 @@ from node.releases import open_gate
 from node.training import (
     TrainingRefused,
     TrainRequest,
+    check_round,
     check_trains,
     contributor_data,
     load_plan,
@@ -102,32 +105,35 @@ def train(msg: Message, context: Context) -> Message:
     cfg = dict(msg.content[Record.CONFIG])
     request = TrainRequest.from_config(cfg)
     global_vec = msg.content[Record.ARRAYS].to_numpy_ndarrays()[0]
-    store = nd.open_store()
-    try:
-        policy = nd.policy()
-        check_trains(policy)
-        gate = open_gate(nd, store)
-        featurizer = featurizer_from_config(json.loads(cfg[Key.FEATURIZER]))
-        data = contributor_data(store, policy, featurizer, request.max_pairs_per_contributor)
-        plan = load_plan(store, request.federation_id)
-        if plan is None:
-            plan = make_plan(policy, request, data.n_contributors, gate.spent_epsilon())
-            save_plan(store, plan)
-        update, info = local_update(json.loads(cfg[Key.HEAD]), global_vec, data, plan)
-        update = update.astype(np.float32)
-        rel = gate.release(
-            "train",
-            {"federation": request.federation_id, "round": request.round, "plan": plan.__dict__},
-            contributors=data.n_contributors,
-            round_id=f"{request.federation_id}/{request.round}",
-            event=plan.event(),
-            payload=update.tobytes(),
-        )
-        update = np.frombuffer(rel.payload, dtype=np.float32)  # a repeated round gets the cached update
-    except (TrainingRefused, PolicyViolation) as e:
-        return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)})})
-    finally:
-        store.close()
+    with nd.open_store() as store:
+        try:
+            policy = nd.policy()
+            check_trains(policy)
+            gate = open_gate(nd, store)
+            featurizer = featurizer_from_config(json.loads(cfg[Key.FEATURIZER]))
+            data = contributor_data(store, policy, featurizer, request.max_pairs_per_contributor, request.federation_id)
+            plan = load_plan(store, request.federation_id)
+            if plan is None:  # the noisy min_contributors test (own ledger entry), once for the plan's rounds
+                gate.check_contributors("train", data.n_contributors, f"{request.federation_id}/{request.round}")
+                plan = make_plan(policy, request, gate.spent_epsilon(), gate.ledger.events())
+                save_plan(store, plan)
+            check_round(plan, request.round)
+            update, info = local_update(json.loads(cfg[Key.HEAD]), global_vec, data, plan)
+            update = update.astype(np.float32)
+            rel = gate.release(
+                "train",
+                {"federation": request.federation_id, "round": request.round, "plan": plan.__dict__},
+                contributors=None,  # tested by check_contributors when the plan was made
+                round_id=f"{request.federation_id}/{request.round}",
+                event=plan.event(),
+                plan=(plan.plan_id, plan.plan_event()),
+                payload=update.tobytes(),
+            )
+            update = np.frombuffer(rel.payload, dtype=np.float32)  # a repeated round gets the cached update
+            ledger_now = ledger_record(nd, store)
+        except (TrainingRefused, PolicyViolation) as e:
+            return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}),
+                               Record.LEDGER: ledger_record(nd, store)})
     status = ConfigRecord({
         Key.OK: True,
         Key.LEDGER_SEQ: rel.seq,
@@ -141,8 +147,15 @@ def train(msg: Message, context: Context) -> Message:
         np.save(os.path.join(os.environ[DUMP_ENV], f"{nd.node_id[:16]}-r{request.round}.npy"), update)
     if cfg.get(Key.SECAGG, False):
         context.state["pending_update"] = ArrayRecord([update])
-        return reply(msg, {Record.STATUS: status})
-    return reply(msg, {Record.STATUS: status, Record.ARRAYS: ArrayRecord([update])})
+        return reply(msg, {Record.STATUS: status, Record.LEDGER: ledger_now})
+    return reply(msg, {Record.STATUS: status, Record.ARRAYS: ArrayRecord([update]), Record.LEDGER: ledger_now})
+
+
+def ledger_record(nd: NodeDir, store) -> ConfigRecord:
+    """The signed ledger export as a reply record. Every release reply carries it (public by design),
+    so the coordinator holds each node's ledger up to its last release even if the node dies later."""
+    export = open_gate(nd, store).ledger.export()
+    return ConfigRecord({Key.EXPORT: export.SerializeToString(deterministic=True)})
 
 
 def _secagg(context: Context) -> SecAggNode:
@@ -201,8 +214,36 @@ def ledger(msg: Message, context: Context) -> Message:
     """The node's signed ledger export (public by design: every release is accounted there)."""
     nd = node_dir_of(context)
     with nd.open_store() as store:
-        export = open_gate(nd, store).ledger.export()
-    return reply(msg, {Record.LEDGER: ConfigRecord({Key.EXPORT: export.SerializeToString(deterministic=True)})})
+        return reply(msg, {Record.LEDGER: ledger_record(nd, store)})
+
+
+@app.query(query_action(MessageType.BUDGET))
+def budget(msg: Message, context: Context) -> Message:
+    """The node's budget from its ledger, for the coordinator's plan: cap, spent, remaining, the per-query
+    cap and the kinds its policy allows. Public by design (every ledger entry is published); no count
+    of the community's members is in it."""
+    from privacy.accounting import epsilon_of
+    from privacy.events import DiscreteGaussianEvent
+
+    nd = node_dir_of(context)
+    policy = nd.policy()
+    with nd.open_store() as store:
+        spent = open_gate(nd, store).spent()
+        quote = None
+        if Record.CONFIG in msg.content and Key.PLAN in msg.content[Record.CONFIG]:  # the coordinator's proposal
+            from node.planning import quote_request
+
+            quote = quote_request(policy, open_gate(nd, store).ledger.events(), str(msg.content[Record.CONFIG][Key.PLAN]))
+    sigma = float(policy.min_contributors_noise)  # each release's noisy threshold test (privacy/release.py)
+    threshold = epsilon_of([DiscreteGaussianEvent(sigma, 1)], policy.delta).epsilon if sigma > 0 else 0.0
+    return reply(msg, {Record.BUDGET: ConfigRecord({
+        **({Key.QUOTE: quote} if quote is not None else {}),
+        Key.THRESHOLD_EPSILON: float(threshold),
+        Key.EPSILON_CAP: policy.epsilon_cap, Key.DELTA: policy.delta, Key.SPENT_EPSILON: float(spent.epsilon),
+        Key.REMAINING_EPSILON: max(0.0, policy.epsilon_cap - float(spent.epsilon)),
+        Key.MAX_QUERY_EPSILON: policy.max_query_epsilon, Key.ALLOWED_RELEASES: list(policy.allowed_releases),
+        Key.ACCOUNTANT: spent.method,
+    })})
 
 
 @app.query(query_action(MessageType.AGGREGATE))
@@ -225,8 +266,11 @@ def aggregate(msg: Message, context: Context) -> Message:
         try:
             answer, values = answer_query(nd, store, query)
         except (PolicyViolation, QueryError) as e:
-            return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}), Record.POLICY: facts})
+            return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}), Record.POLICY: facts,
+                               Record.LEDGER: ledger_record(nd, store)})
+        ledger_now = ledger_record(nd, store)
     if query.secagg:
         context.state["pending_update"] = ArrayRecord([np.asarray(values, dtype=np.float64)])
     return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: True}),
-                       Record.ANSWER: ConfigRecord({Key.ANSWER: answer.SerializeToString()}), Record.POLICY: facts})
+                       Record.ANSWER: ConfigRecord({Key.ANSWER: answer.SerializeToString()}), Record.POLICY: facts,
+                       Record.LEDGER: ledger_now})

@@ -3,6 +3,12 @@
 A contributor's data may feed a release only when consent is recorded under a licence the policy
 accepts and the policy's waiting period has passed since consent. Withdrawn contributors are
 deleted from the store (Store.forget) and tombstoned, so they are never eligible again.
+
+Recording consent is checked against the policy (`check_consent`): a licence the policy does not
+list is refused (consent under it could never make anyone eligible, and recording it silently
+misleads the operator), a time in the future is refused, and a time in the past (backdated by
+more than BACKDATE_GRACE) must say who gave or witnessed that consent (`by`), which is stored with
+the consent row: a backdated time shortens the waiting period, so it has to be justified.
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from privacy.policy import Policy
+
+CLOCK_SKEW = timedelta(minutes=5)  # a consent time this far ahead of our clock is still "now"
+BACKDATE_GRACE = timedelta(hours=1)  # a consent time further back than this needs `by`
 
 
 class ConsentError(ValueError):
@@ -60,15 +69,44 @@ def eligible_contributors(store, policy: Policy, now: datetime | None = None) ->
     return {s.id for s in contributor_states(store, policy, now) if s.status == "eligible"}
 
 
-def record_consent(store, contributors: list[str] | None, licence: str, at: str | None, source: str) -> int:
-    """Record consent for the given contributors (None: everyone in the store). Returns how many."""
+def check_consent(licence: str, at: str | None, policy: Policy, by: str | None = None,
+                  now: datetime | None = None) -> datetime:
+    """The consent time (now when `at` is None), or ConsentError naming the rule it breaks:
+    a licence the policy does not list, a time in the future, a backdated time without `by`."""
+    now = now or datetime.now(timezone.utc)
     if not licence:
         raise ConsentError("a licence is required (e.g. CC-BY-4.0)")
-    at_iso = (parse_time(at) if at else datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    if licence not in policy.licences:
+        raise ConsentError(f"licence {licence!r} is not accepted by this node's policy (policy.toml [consent] licences: "
+                           f"{', '.join(policy.licences)}); consent under it would never make anyone eligible")
+    t = parse_time(at) if at else now
+    if t > now + CLOCK_SKEW:
+        raise ConsentError(f"consent time {t.isoformat(timespec='seconds')} is in the future; consent is recorded when "
+                           f"it was given")
+    if t < now - BACKDATE_GRACE and not (by and by.strip()):
+        raise ConsentError(f"consent time {t.isoformat(timespec='seconds')} is in the past: a backdated consent skips "
+                           f"(part of) the {policy.waiting_period_hours:g} h waiting period, so say who gave or "
+                           f"witnessed it (--consent-by WHO); it is recorded with the consent")
+    return t
+
+
+def record_consent(store, contributors: list[str] | None, licence: str, at: str | None, source: str,
+                   policy: Policy | None = None, by: str | None = None) -> int:
+    """Record consent for the given contributors (None: everyone in the store). Returns how many.
+
+    With `policy` (as the CLI does), `check_consent` applies first; `by` is stored with the row."""
+    if policy is not None:
+        at_iso = check_consent(licence, at, policy, by).isoformat(timespec="seconds")
+    else:
+        if not licence:
+            raise ConsentError("a licence is required (e.g. CC-BY-4.0)")
+        at_iso = (parse_time(at) if at else datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    if by:
+        source = f"{source}; given by {by.strip()}"
     with store.transaction():
         if contributors is None:
             contributors = [r[0] for r in store.conn.execute("SELECT id FROM contributors")]
-        for cid in contributors:
+        for cid in (store.resolve(c) for c in contributors):  # a linked id names its person (node/links.py)
             if not store.conn.execute("SELECT 1 FROM contributors WHERE id=?", (cid,)).fetchone():
                 raise ConsentError(f"no contributor {cid!r} in this node")
             store.conn.execute(

@@ -15,13 +15,17 @@ from node.store import StoreError
 
 
 def describe(store, policy, cid: str) -> dict:
-    """Counts, consent state and sources of contributor `cid` (no text); StoreError when unknown."""
+    """Counts, consent state and sources of contributor `cid` (no text); StoreError when unknown.
+    `cid` may be any of a person's linked ids (node/links.py)."""
+    from node.links import aliases
+
+    asked, cid = cid, store.resolve(cid)
     row = store.conn.execute(
         "SELECT id, consent_licence, consent_at, first_seen, consent_source FROM contributors WHERE id=?", (cid,)
     ).fetchone()
     if row is None:
-        if store.is_withdrawn(cid):
-            return {"id": cid, "status": "withdrawn", "held": "nothing (text and feedback deleted)"}
+        if store.is_withdrawn(asked):
+            return {"id": asked, "status": "withdrawn", "held": "nothing (text and feedback deleted)"}
         raise StoreError(f"no contributor {cid!r} in this node")
     state = classify(row[:3], policy, datetime.now(timezone.utc))
     q = store.conn.execute
@@ -36,6 +40,7 @@ def describe(store, policy, cid: str) -> dict:
         models.update(m for m in json.loads(mods) if m)
     return {
         "id": cid,
+        "linked_ids": aliases(store, cid),
         "status": state.status,
         "consent": {"licence": row[1], "at": row[2], "source": row[4], "eligible_from": state.eligible_from},
         "first_seen": row[3],

@@ -6,6 +6,11 @@ the first bad record rolls it back, with an error naming file, line and field. W
 and key) are skipped, so importing a file twice adds nothing. A killed import leaves the store as
 it was: SQLite's WAL discards an uncommitted transaction (ARCHITECTURE.md invariant 9). Text is
 redacted (node/redact.py) and sealed (node/store.py) before it is written (invariant 1).
+
+An import that would store nothing because the file holds no records or every record is invalid
+(even with `skip_invalid`) fails (ImportFailed, exit 1): a silent success would hide the problem.
+`dry_run` runs the very same path, then rolls the transaction back: validated and counted, nothing
+stored.
 """
 
 from __future__ import annotations
@@ -15,14 +20,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.consent import parse_time
+from node.consent import check_consent, parse_time
 from node.importers import RecordError, detect_format, read_records
-from node.redact import redact_record
+from node.importers.diagnose import file_problem
+from node.importers.table import NAME as TABLE
+from node.importers.table import kind_of
+from node.ownership import OwnershipError
+from node.redact import contact_kind, redact_record
 from node.store import Store, utcnow
 
 
 class ImportFailed(Exception):
-    """The import was rolled back; nothing changed in the store."""
+    """The import was rolled back; nothing changed in the store. `errors`: the record errors behind it."""
+
+    def __init__(self, message: str, errors: list[RecordError] | None = None):
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run's transaction so that everything it wrote rolls back."""
 
 
 @dataclass
@@ -36,6 +53,8 @@ class ImportReport:
     skipped: list[str] = field(default_factory=list)  # errors of skipped records (--skip-invalid)
     feedback: Counter = field(default_factory=Counter)
     redactions: Counter = field(default_factory=Counter)
+    dry_run: bool = False  # validated and counted, nothing stored
+    known_ids: int = 0  # contributor ids of this file already in the store: taken as the same people
 
     def as_dict(self) -> dict:
         """The report as JSON-ready data (`cairn node import --json`)."""
@@ -49,6 +68,8 @@ class ImportReport:
             "skipped_errors": self.skipped,
             "feedback": dict(self.feedback),
             "redactions": dict(self.redactions),
+            "dry_run": self.dry_run,
+            "known_ids": self.known_ids,
         }
 
 
@@ -68,18 +89,42 @@ def import_file(
     consent_at: str | None = None,
     max_record_bytes: int = 1_000_000,
     progress: bool = False,
+    mapping: dict | None = None,
+    dry_run: bool = False,
+    policy=None,
+    consent_by: str | None = None,
+    id_prefix: str | None = None,
 ) -> ImportReport:
-    """Import `path` into `store` in one transaction (see the module docstring); the ImportReport."""
+    """Import `path` into `store` in one transaction (see the module docstring); the ImportReport.
+
+    `mapping`: the column mapping of a CSV/TSV/Parquet table. `dry_run`: validate, redact and count
+    exactly as an import would, then roll everything back. `policy` (the CLI passes the node's):
+    consent is checked against it (node/consent.py `check_consent`), `consent_by` justifies a
+    backdated `consent_at`. Nothing imported because the file is empty or every record is invalid
+    is an ImportFailed, not a success. `id_prefix`: namespace this file's contributor ids ("P:id"),
+    for a source whose ids collide with another's (node/importers/common.py); without it an id
+    already in the store is the same person (`known_ids` counts them)."""
     path = Path(path)
-    if not path.is_file():
-        raise ImportFailed(f"{path}: no such file")
-    fmt = fmt or detect_format(path)
+    problem = file_problem(str(path))
+    if problem:
+        raise ImportFailed(problem)
+    if contributor and contact_kind(contributor):
+        raise ImportFailed(f"--contributor {contributor!r} looks like {contact_kind(contributor)}; contributor ids are "
+                           "stored in clear, so give a pseudonymous id")
+    if not fmt and mapping is not None and kind_of(str(path)):
+        fmt = TABLE  # a mapping given for a table means the table importer, whatever its rows look like
+    fmt = fmt or ("table" if mapping is not None else detect_format(path, max_record_bytes))
     consent_row = None
     if consent:
-        consent_time = parse_time(consent_at) if consent_at else parse_time(utcnow())
-        consent_row = (consent, consent_time.isoformat(timespec="seconds"), f"import:{path.name}")
-    report = ImportReport(file=path.name, format=fmt)
+        if policy is not None:
+            consent_time = check_consent(consent, consent_at, policy, consent_by)
+        else:
+            consent_time = parse_time(consent_at) if consent_at else parse_time(utcnow())
+        source = f"import:{path.name}" + (f"; given by {consent_by.strip()}" if consent_by and consent_by.strip() else "")
+        consent_row = (consent, consent_time.isoformat(timespec="seconds"), source)
+    report = ImportReport(file=path.name, format=fmt, dry_run=dry_run)
     bar = _progress(path, progress)
+    first_errors: list[RecordError] = []
     try:
         with store.transaction():
             import_id = store.conn.execute(
@@ -87,34 +132,66 @@ def import_file(
                 " VALUES(?,?,?,?,0,0,0)",
                 (path.name, file_sha256(path), fmt, utcnow()),
             ).lastrowid
-            for item in read_records(path, fmt=fmt, contributor=contributor, max_record_bytes=max_record_bytes):
+            before = {r[0] for r in store.conn.execute("SELECT id FROM contributors")}
+            seen: set[str] = set()
+            for item in read_records(path, fmt=fmt, contributor=contributor, max_record_bytes=max_record_bytes,
+                                     mapping=mapping, id_prefix=id_prefix):
                 if bar is not None:
                     bar.update(1)
                 if isinstance(item, RecordError):
                     if not skip_invalid:
-                        raise ImportFailed(f"{item} (nothing was imported; use --skip-invalid to import the valid records)")
+                        raise ImportFailed(f"{item} (nothing was imported; use --skip-invalid to import the valid records)",
+                                           [item])
                     report.skipped.append(str(item))
+                    if len(first_errors) < 3:
+                        first_errors.append(item)
                     continue
                 _line, rec = item
                 if store.has_record(rec.source, rec.key):
                     report.duplicates += 1
                     continue
                 counts = redact_record(rec)
-                if store.add_record(rec, import_id, consent_row):
+                try:
+                    added = store.add_record(rec, import_id, consent_row)
+                except OwnershipError as e:  # a bad record: named by file, line and field
+                    msg = f"{path}:{_line}: field 'feedback[{e.index}].contributor': {e}"
+                    if not skip_invalid:
+                        raise ImportFailed(f"{msg} (nothing was imported; use --skip-invalid to import the valid records)") from None
+                    report.skipped.append(msg)
+                    continue
+                seen |= {store.resolve(f.contributor) for f in rec.feedback} | ({store.resolve(rec.owner)} if rec.owner else set())
+                if added:
                     report.records += 1
                     report.redactions.update(counts)
                     report.feedback.update(f.kind for f in rec.feedback if not store.is_withdrawn(f.contributor))
                     store.add_redactions(counts)
                 else:
                     report.withdrawn += 1
+            report.known_ids = len(seen & before)
+            _check_something(path, report, first_errors)
             store.conn.execute(
                 "UPDATE imports SET records=?, duplicates=?, skipped=? WHERE id=?",
                 (report.records, report.duplicates, len(report.skipped), import_id),
             )
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
     finally:
         if bar is not None:
             bar.close()
     return report
+
+
+def _check_something(path: Path, report: ImportReport, errors: list[RecordError]) -> None:
+    """ImportFailed when the file held nothing importable: empty of records, or every record invalid."""
+    if report.records or report.duplicates or report.withdrawn:
+        return
+    if report.skipped:
+        shown = "; ".join(report.skipped[:3])
+        raise ImportFailed(f"{path}: every record was invalid ({len(report.skipped)} skipped), nothing was imported: "
+                           f"{shown}", errors)
+    raise ImportFailed(f"{path}: the file holds no records; nothing was imported")
 
 
 def _progress(path: Path, enabled: bool):

@@ -1,6 +1,6 @@
 """The node's key material, created by `cairn node init` under DIR/keys/ (private files mode 0600).
 
-- ledger_ed25519.pem / .pub: Ed25519 key that signs every ledger entry (RFC 8032).
+- ledger_ed25519.pem / .pub: Ed25519 key that signs every ledger entry (RFC 8032, https://www.rfc-editor.org/rfc/rfc8032).
 - supernode_ec / supernode_ec.pub: EC NIST P-384 key in OpenSSH format, which Flower's SuperNode
   authentication uses (`flwr supernode register node.pub`, `--auth-supernode-private-key`).
 - store.key: the store's master secret (absent when the node uses a passphrase).

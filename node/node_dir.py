@@ -59,8 +59,12 @@ class NodeDir:
     # --- creation ------------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: Path, name: str, passphrase: str | None = None, policy: Policy | None = None) -> "NodeDir":
-        """Create a node directory: keys, config, policy and an empty store (NodeDirError if one is there)."""
+    def init(cls, path: Path, name: str, passphrase: str | None = None, policy: Policy | None = None,
+             passphrase_env: str | None = None) -> "NodeDir":
+        """Create a node directory: keys, config, policy and an empty store (NodeDirError if one is there).
+
+        `passphrase_env` is the NAME of the environment variable that holds the passphrase; node.toml
+        remembers the name (never the value) and every later command reads that variable."""
         path = Path(path)
         if (path / "node.toml").exists():
             raise NodeDirError(f"{path}: already a Cairn node directory")
@@ -72,7 +76,8 @@ class NodeDir:
         store_cfg: dict = {}
         if passphrase:
             salt = os.urandom(16)
-            store_cfg = {"key": "passphrase", "kdf": "scrypt", "salt": salt.hex()}
+            store_cfg = {"key": "passphrase", "kdf": "scrypt", "salt": salt.hex(),
+                         "passphrase_env": passphrase_env or PASSPHRASE_ENV}
             master = master_from_passphrase(passphrase, salt)
         else:
             new_key_file(nd.key_dir / keys.STORE_KEY)
@@ -119,12 +124,15 @@ class NodeDir:
         return load_policy(self.policy_path)
 
     def cipher(self, passphrase: str | None = None) -> StoreCipher:
-        """The store cipher from the key file, or from the passphrase ($CAIRN_PASSPHRASE when not given)."""
+        """The store cipher from the key file, or from the passphrase (when not given: the environment
+        variable named at init, remembered in node.toml; $CAIRN_PASSPHRASE for older nodes)."""
         scfg = self.config().get("store", {})
         if scfg.get("key") == "passphrase":
-            passphrase = passphrase or os.environ.get(PASSPHRASE_ENV)
+            var = scfg.get("passphrase_env") or PASSPHRASE_ENV
+            passphrase = passphrase or os.environ.get(var)
             if not passphrase:
-                raise NodeDirError(f"{self.path}: this store is passphrase-protected; set {PASSPHRASE_ENV}")
+                raise NodeDirError(f"{self.path}: this store is passphrase-protected; set the environment variable {var} "
+                                   f"(named at `cairn node init --passphrase-env`)")
             master = master_from_passphrase(passphrase, bytes.fromhex(scfg["salt"]))
         else:
             kf = self.path / scfg.get("key_file", f"keys/{keys.STORE_KEY}")

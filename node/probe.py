@@ -51,6 +51,9 @@ class ProbeConfig:
     hidden: int = 32
     alpha: float = 0.05
     seed: int = 0
+    optimizer: str = "sgd"
+    rounds: int = 1  # successive DP-SGD runs of `steps` steps each (a federation's rounds, this node alone)
+    combine: str = "r_pr"
 
 
 def synthetic_base(n_contributors: int = 200, pairs_each: int = 4, dim: int = 128, seed: int = 0) -> ContributorTensors:
@@ -124,16 +127,17 @@ def run_probe(base: ContributorTensors, cfg: ProbeConfig, source: str = "synthet
         z = noise_multiplier_for(cfg.epsilon, cfg.delta, q, steps)
     else:
         z = float(cfg.noise_multiplier)
-    # the accountant's claim for exactly this training (the event a node would ledger for it)
-    claimed = epsilon_of([dpsgd_event(q, z, steps, C)], cfg.delta).epsilon if z > 0 else float("inf")
+    # the accountant's claim for exactly this training (the events a node would ledger for it)
+    claimed = epsilon_of([dpsgd_event(q, z, steps, C)] * cfg.rounds, cfg.delta).epsilon if z > 0 else float("inf")
     member_idx = torch.as_tensor(np.flatnonzero(members), dtype=torch.long)
     train = ContributorTensors.concat([base, canaries.subset(member_idx)]) if len(member_idx) else base
     # concat stacks feature tables: canaries' rows are offset by base's table size; same vectors.
     torch.manual_seed(cfg.seed)
-    head = RewardHead(canaries.dim, hidden=cfg.hidden)
+    head = RewardHead(canaries.dim, hidden=cfg.hidden, combine=cfg.combine)
     before = _margins(head, canaries)
-    train_dp(head, train, noise_multiplier=z, max_grad_norm=C, sampling_probability=q, steps=steps, lr=cfg.lr,
-             optimizer="sgd", sampling_seed=cfg.seed + 1, noise_seed=None)
+    for r in range(cfg.rounds):
+        train_dp(head, train, noise_multiplier=z, max_grad_norm=C, sampling_probability=q, steps=steps, lr=cfg.lr,
+                 optimizer=cfg.optimizer, sampling_seed=cfg.seed + 1 + r, noise_seed=None)
     scores = _margins(head, canaries) - before
     best, _ = best_lower_bound(scores, members, cfg.delta, cfg.alpha)
     return ProbeResult(
@@ -160,3 +164,60 @@ def node_base(node_dir, featurizer_cfg: dict | None = None,
     if data.n_contributors == 0:
         raise ValueError(f"{node_dir}: no eligible contributors to probe with")
     return data, policy.delta
+
+
+@dataclass(frozen=True)
+class BundlePlan:
+    """A node's actual DP-SGD plan, read from a release bundle (`cairn audit probe --bundle B --node-dir D`)."""
+
+    node_id: str
+    config: ProbeConfig  # q, z, C, steps, rounds, optimizer, lr, head, delta: what the node ran
+    featurizer: dict
+    ledger_seqs: tuple[int, ...]  # the training entries of this node that the rounds record names
+    ledger_claim: float  # the node's cumulative epsilon after the last of them, as the ledger states it
+    accountant: str
+    plan_claim: float = 0.0  # the ledger's figure for the training plan fixed in advance (0: none stated)
+
+
+def plan_from_bundle(bundle, node_id: str, canaries: int = 200, seed: int = 0) -> BundlePlan:
+    """The plan node `node_id` trained with in `bundle`: DP-SGD parameters from the ledger events the
+    rounds record names (`privacy.events.dpsgd_params`), optimizer, lr and head from the model config.
+    ValueError when the bundle has no such training or its rounds disagree with the ledger."""
+    import json
+    from pathlib import Path
+
+    from privacy.events import dpsgd_params, event_from_proto
+    from protos import bundle as bundle_format
+    from protos import ledger_pb2
+
+    root = Path(bundle)
+    path = root / bundle_format.ledger_pb(node_id)
+    if not path.is_file():
+        raise ValueError(f"{root}: no ledger for node {node_id[:16]}... (is --node-dir a node of this bundle?)")
+    entries = {e.body.seq: e for e in ledger_pb2.LedgerExport.FromString(path.read_bytes()).entries}
+    used = [c for r in bundle_format.read_rounds(root).rounds for c in r.contributors if c.node_id == node_id]
+    if not used:
+        raise ValueError(f"{root}: node {node_id[:16]}... trained in no round of this bundle")
+    plans = []
+    for c in used:
+        e = entries.get(c.ledger_seq)
+        if e is None or e.entry_hash.hex() != c.ledger_entry_hash:
+            raise ValueError(f"{root / bundle_format.ROUNDS}: seq {c.ledger_seq} does not match the node's ledger; "
+                             "run `cairn audit verify` first")
+        params = dpsgd_params(event_from_proto(e.body.event))
+        if params is None:
+            raise ValueError(f"ledger seq {c.ledger_seq}: not a DP-SGD event")
+        plans.append(params)
+    if len(set(plans)) != 1:
+        raise ValueError(f"{root}: node {node_id[:16]}...'s rounds trained with different parameters: {plans}")
+    p, last = plans[0], entries[used[-1].ledger_seq].body
+    model = json.loads((root / bundle_format.MODEL_CONFIG).read_text(encoding="utf-8"))
+    training, head = model.get("training", {}), model.get("head", {})
+    cfg = ProbeConfig(canaries=canaries, steps=p.steps, sampling_probability=p.sampling_probability,
+                      noise_multiplier=p.noise_multiplier, delta=last.target_delta, max_grad_norm=p.clip_norm,
+                      lr=float(training.get("lr", TRAINING.lr)), hidden=int(head.get("hidden", TRAINING.hidden)),
+                      combine=str(head.get("combine", "r_pr")), optimizer=str(training.get("optimizer", TRAINING.optimizer)),
+                      rounds=len(plans), seed=seed)
+    plan_claim = float(getattr(last, "plan_epsilon", 0.0) or 0.0)  # ledgers written since issue 10 (finding 4)
+    return BundlePlan(node_id, cfg, model.get("featurizer", {}), tuple(c.ledger_seq for c in used),
+                      float(last.claimed_epsilon), last.accountant, plan_claim)

@@ -46,9 +46,11 @@ from node.schema import Record
 from privacy.accounting import epsilon_of
 from privacy.accounting.calibration import discrete_gaussian_sigma_for
 from privacy.mechanisms import noisy_counts
-from privacy.release import PolicyViolation, canonical_json
+from privacy.policy import query_epsilon_problem
+from privacy.release import PolicyViolation, canonical_json, request_hash
 from protos import query_pb2
 from protos.wire import (
+    DISCOVERY_KIND,
     PUBLIC_TOPICS,
     QUERY_KINDS,
     THUMBS,
@@ -232,15 +234,16 @@ def sigma_for(epsilon: float, delta: float, sensitivity: int, cells: int) -> flo
     return discrete_gaussian_sigma_for(epsilon, delta, sensitivity, cells)
 
 
-def dp_answer(kind: str, rows: list, params: dict, epsilon: float, delta: float) -> dict:
+def dp_answer(kind: str, rows: list, params: dict, epsilon: float, delta: float, key: bytes | None = None) -> dict:
     """Bounded, noised counts for `rows` over the query's public partitions. Returns the payload
     dict (values in partition order, noise parameters, the exact event) — used by the node's
-    handler through the gate, and by benchmarks directly."""
+    handler through the gate, and by benchmarks directly. `key`: each person's bounding choice is
+    seeded by HMAC(key, contributor) (privacy.mechanisms.bound_contributions), else fresh CSPRNG draws."""
     parts = partitions(kind, params)
     max_parts, max_rows = bounds(kind, params)
     m = min(max_parts, len(parts))
     sigma = sigma_for(float(epsilon), float(delta), int(max_rows), int(m))
-    rel = noisy_counts(rows, parts, max_parts, max_rows, sigma=sigma, noise=NOISE)
+    rel = noisy_counts(rows, parts, max_parts, max_rows, sigma=sigma, noise=NOISE, key=key)
     return {
         "query": kind,
         "values": [int(rel.values[p]) for p in parts],
@@ -258,6 +261,12 @@ def request_of(query: query_pb2.Query) -> dict:
     return {"query": query.name, "params": dict(sorted(query.params.items())), "epsilon": float(query.epsilon)}
 
 
+def bounding_key(store, kind: str, query: query_pb2.Query) -> bytes:
+    """The node's secret key for this query's contribution bounding: HMAC(store HMAC key, request),
+    so each person's kept rows depend only on their own rows (issue 10, finding 1)."""
+    return bytes.fromhex(store.cipher.ident("query-bounding", request_hash(kind, request_of(query))))
+
+
 def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tuple[query_pb2.Answer, list[int]]:
     """Answer `query` through the node's gate. Returns (Answer, values in partition order): with
     `query.secagg` the Answer carries no values (the caller hands them to secure aggregation).
@@ -266,14 +275,19 @@ def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tupl
     from node.releases import open_gate
 
     kind = query.name
+    if kind == DISCOVERY_KIND:  # private key selection: node/discovery.py
+        from node.discovery import answer_discovery
+
+        return answer_discovery(nd, store, query, gate, now)
     if kind not in QUERY_KINDS:
         raise QueryError(f"unknown query kind {kind!r} (known: {', '.join(QUERY_KINDS)})")
     params = dict(query.params)
     parts = partitions(kind, params)
     bounds(kind, params)
-    if not (query.epsilon > 0 and math.isfinite(query.epsilon)):
-        raise QueryError(f"query epsilon must be finite and > 0, got {query.epsilon!r}")
     policy = nd.policy()
+    problem = query_epsilon_problem(policy, query.epsilon, "query epsilon")
+    if problem:  # refused by rule before any calibration (a tiny epsilon would take minutes)
+        raise QueryError(problem)
     gate = gate or open_gate(nd, store)
     eligible = eligible_contributors(store, policy, now)
     rows = rows_for(kind, store.records(contributors=eligible), params)
@@ -289,7 +303,7 @@ def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tupl
                 f"this query asks for epsilon {query.epsilon:g}; the node allows at most {eps:.4g} now "
                 f"(per-query cap {policy.max_query_epsilon:g}, remaining {budget.remaining_epsilon:.4g} of "
                 f"{policy.epsilon_cap:g})")
-        ans = dp_answer(kind, rows, params, eps, budget.delta)
+        ans = dp_answer(kind, rows, params, eps, budget.delta, key=bounding_key(store, kind, query))
         event = ans.pop("event")
         ans["epsilon"] = epsilon_of([event], budget.delta).epsilon
         ans["delta"] = budget.delta

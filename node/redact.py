@@ -11,17 +11,29 @@
 |                 |               | Luhn-valid, issuer prefix 2–6, not one repeated digit                 |
 | ip              | [IP]          | IPv4 (each octet 0–255, not part of a longer dotted number) and IPv6  |
 |                 |               | (valid for `ipaddress`; 3+ groups, or 2 with one of 3+ digits)        |
+| us_ssn          | [US_SSN]      | US SSNs 123-45-6789 / 123 45 6789 (area not 000/666/9xx, group not    |
+|                 |               | 00, serial not 0000), and 9 bare digits within 20 characters after    |
+|                 |               | "ssn" or "social security" (Presidio's context words need an NLP model)|
+| uk_nhs          | [UK_NHS]      | NHS numbers written 943 476 5919 with a valid modulus-11 check digit  |
 | phone           | [PHONE]       | international (+CC ..., 8–15 digits), North American (555) 123-4567 / |
 |                 |               | 1-800-555-0199 / 555.123.4567, and national numbers starting with 0   |
 |                 |               | in groups (020 7946 0958, (030) 12345678, 06 12 34 56 78; 9–12 digits)|
 
 Phone patterns need a "+" or separators in phone-like groups, so plain numbers, years, dates
 ("2023-05-18", "01/02/2023"), prices and ids are left alone. Card and IBAN matches must pass their
-checksums, which keeps false positives on long numbers rare.
+checksums, which keeps false positives on long numbers rare. SSNs and NHS numbers are looked for
+before the phone layouts, which would otherwise take them (and count them as phones).
 
-`redact_record(record) -> Counter` redacts a Record's prompt messages, responses and feedback
-text (critiques) in place. Defence in depth for ARCHITECTURE.md invariant 1: raw text never leaves
-the node anyway; redaction keeps identifiers out of the store and of any model trained on it.
+After these passes, `node.pii_patterns.redact_identifiers` applies Microsoft Presidio's pattern
+recognizers (no NLP model) for national ids, medical licence numbers, crypto wallets and more
+phone layouts, each counted under its own kind ("us_ssn", "uk_nhs", "crypto_wallet", ...). Names
+are not detected: nothing here understands free text.
+
+`redact_record(record) -> Counter` redacts a Record in place: prompt messages, responses, model
+names, feedback text (critiques), every string in feedback `data` and the string leaves of `meta`.
+`contact_kind(value)` says whether a contributor id is an e-mail address or phone number (refused
+at import). Defence in depth for ARCHITECTURE.md invariant 1: raw text never leaves the node
+anyway; redaction keeps identifiers out of the store and of any model trained on it.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import ipaddress
 import re
 from collections import Counter
 
+from node.pii_patterns import redact_identifiers
 from node.schema import Record
 
 TOKENS = {
@@ -39,6 +52,8 @@ TOKENS = {
     "card": "[CARD]",
     "ip": "[IP]",
     "phone": "[PHONE]",
+    "us_ssn": "[US_SSN]",  # the same tokens as node/pii_patterns.py's Presidio kinds
+    "uk_nhs": "[UK_NHS]",
 }
 
 # IBAN lengths per country (SWIFT IBAN registry).
@@ -62,6 +77,9 @@ CARD = re.compile(r"(?<![\w.,-])\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)")
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"(?<![\w.]){OCTET}(?:\.{OCTET}){{3}}(?![\w]|\.\d)")
 IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])")
+SSN = re.compile(r"(?<![\w+(-])(?<!\d[ .-])\d{3}([- ])\d{2}\1\d{4}(?![\w]|[ .-]?\d)")
+SSN_CONTEXT = re.compile(r"(?i)(?P<pre>\b(?:ssn|social security)\b[^\d\n]{0,20})\d{9}(?![\w]|[.,-]\d)")
+NHS = re.compile(r"(?<![\w+(-])(?<!\d[ .-])\d{3} \d{3} \d{4}(?![\w]|[ .-]?\d)")
 PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w]|[.-]?\d)")
 PHONE_NANP = re.compile(r"(?<![\w+(-])(?:1[-. ])?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w]|[.-]?\d)")
 PHONE_NATIONAL = re.compile(r"(?<![\w+./-])(?:0\d{1,4}|\(0\d{1,4}\))(?:[ /-]\d{2,8}){1,4}(?![\w]|[./-]?\d)")
@@ -114,6 +132,20 @@ def _ipv6_ok(m: re.Match) -> bool:
     return len(groups) >= 3 or (len(groups) == 2 and max(map(len, groups)) >= 3)
 
 
+def _ssn_ok(m: re.Match) -> bool:
+    """A US SSN's structure (SSA): area not 000, 666 or 9xx (9xx are ITINs, left to Presidio), group not
+    00, serial not 0000."""
+    d = _digits(m.group()[len(m.groupdict().get("pre") or ""):])
+    return d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000"
+
+
+def _nhs_ok(m: re.Match) -> bool:
+    """The NHS number's modulus-11 check digit (NHS Data Dictionary)."""
+    d = [int(c) for c in _digits(m.group())]
+    r = 11 - sum(x * w for x, w in zip(d, range(10, 1, -1))) % 11
+    return r != 10 and d[9] == (0 if r == 11 else r)
+
+
 def _phone_intl_ok(m: re.Match) -> bool:
     return 8 <= len(_digits(m.group())) <= 15
 
@@ -129,10 +161,26 @@ PASSES = (
     ("card", CARD, _card_ok),
     ("ip", IPV4, None),
     ("ip", IPV6, _ipv6_ok),
+    ("us_ssn", SSN_CONTEXT, _ssn_ok),  # checksum and structure checks before the phone layouts
+    ("us_ssn", SSN, _ssn_ok),
+    ("uk_nhs", NHS, _nhs_ok),
     ("phone", PHONE_INTL, _phone_intl_ok),
     ("phone", PHONE_NANP, None),
     ("phone", PHONE_NATIONAL, _phone_national_ok),
 )
+
+
+def _passes(text: str, passes, counts: Counter) -> str:
+    for kind, pattern, ok in passes:
+        def sub(m: re.Match, kind=kind, ok=ok) -> str:
+            if ok is not None and not ok(m):
+                return m.group()
+            counts[kind] += 1
+            if kind == "url_credentials":
+                return m.group(1) + TOKENS[kind] + "@"
+            return (m.groupdict().get("pre") or "") + TOKENS[kind]
+        text = pattern.sub(sub, text)
+    return text
 
 
 def redact(text: str) -> tuple[str, Counter]:
@@ -140,29 +188,51 @@ def redact(text: str) -> tuple[str, Counter]:
     counts: Counter = Counter()
     if not text:
         return text, counts
-    for kind, pattern, ok in PASSES:
-        def sub(m: re.Match, kind=kind, ok=ok) -> str:
-            if ok is not None and not ok(m):
-                return m.group()
-            counts[kind] += 1
-            if kind == "url_credentials":
-                return m.group(1) + TOKENS[kind] + "@"
-            return TOKENS[kind]
-        text = pattern.sub(sub, text)
+    text = _passes(text, PASSES, counts)
+    text, more = redact_identifiers(text)
+    counts.update(more)
     return text, counts
 
 
+CONTACT = {"email": "an e-mail address", "phone": "a phone number"}
+
+
+def contact_kind(value: str) -> str | None:
+    """"an e-mail address" or "a phone number" when `value` holds one, else None: a contributor id that
+    is a person's contact is refused at import (node/importers/common.py `Context.who`), since ids are
+    stored in clear."""
+    counts: Counter = Counter()
+    _passes(value, [p for p in PASSES if p[0] in CONTACT], counts)
+    return next((CONTACT[k] for k in CONTACT if counts[k]), None)
+
+
+def _redact_value(value, total: Counter):
+    """Strings redacted, dicts' values and lists' items recursively; anything else unchanged."""
+    if isinstance(value, str):
+        value, c = redact(value)
+        total.update(c)
+        return value
+    if isinstance(value, dict):
+        return {k: _redact_value(v, total) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(v, total) for v in value]
+    return value
+
+
 def redact_record(record: Record) -> Counter:
-    """Redact a Record's text in place; returns the counts per kind."""
+    """Redact a Record in place: prompt messages, responses and their model names, feedback text and
+    every string inside feedback `data` (labels, tags, reasons, short answers), and the string leaves
+    of `meta` (these are stored in clear); returns the counts per kind."""
     total: Counter = Counter()
     for m in record.prompt:
-        m.text, c = redact(m.text)
-        total += c
+        m.text = _redact_value(m.text, total)
     for r in record.responses:
-        r.text, c = redact(r.text)
-        total += c
+        r.text = _redact_value(r.text, total)
+        if r.model:
+            r.model = _redact_value(r.model, total)
     for f in record.feedback:
         if f.text:
-            f.text, c = redact(f.text)
-            total += c
+            f.text = _redact_value(f.text, total)
+        f.data = _redact_value(f.data, total)
+    record.meta = _redact_value(record.meta, total)
     return total

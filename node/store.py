@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from node import links
 from node.crypto import StoreCipher
+from node.ownership import check_ownership
 from node.schema import Feedback, Message, Record, Response
 
 DB_NAME = "store.sqlite"
@@ -30,8 +32,8 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-# Each migration moves the schema from version i to i+1; never edit one that has shipped.
-MIGRATIONS: list[str] = [
+# Each migration (SQL, or a function of the Store) moves the schema from version i to i+1; never edit one that shipped.
+MIGRATIONS: list[str | Callable[["Store"], None]] = [
     # v1
     """
     CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,6 +88,7 @@ MIGRATIONS: list[str] = [
         vec BLOB NOT NULL
     );
     """,
+    links.migrate_v2,  # v2: contributor_links; "format:id" ids become the member's id (node/links.py)
 ]
 
 
@@ -131,7 +134,8 @@ class Store:
             raise StoreError(f"{self.path}: schema version {version} is newer than this Cairn ({len(MIGRATIONS)})")
         for i in range(version, len(MIGRATIONS)):
             with self.transaction():
-                for stmt in _statements(MIGRATIONS[i]):
+                step = MIGRATIONS[i]
+                for stmt in _statements(step) if isinstance(step, str) else step(self) or ():
                     self.conn.execute(stmt)
                 self.conn.execute(f"PRAGMA user_version={i + 1}")
 
@@ -183,7 +187,11 @@ class Store:
             )
 
     def add_record(self, rec: Record, import_id: int | None, consent: tuple[str, str, str] | None = None) -> bool:
-        """Insert one record; False if it is already stored. Withdrawn contributors' parts are dropped."""
+        """Insert one record; False if it is already stored. Withdrawn contributors' parts are dropped.
+        A record breaking the ownership rule (node/ownership.py) is refused with OwnershipError.
+        Linked ids are stored under their person's canonical id (node/links.py)."""
+        rec = links.canonical_record(self, rec)
+        check_ownership(rec)
         uid = self.cipher.ident("record", rec.source, rec.key)
         if self.conn.execute("SELECT 1 FROM conversations WHERE uid=?", (uid,)).fetchone():
             return False
@@ -281,9 +289,16 @@ class Store:
 
     # --- withdrawal --------------------------------------------------------------------------------
 
+    def resolve(self, cid: str) -> str:
+        """The person's canonical id for `cid` (node/links.py)."""
+        return links.resolve(self, cid)
+
     def forget(self, contributor: str) -> dict:
-        """Delete everything of `contributor` and tombstone the id; the file is then vacuumed."""
+        """Delete everything of the person `contributor` names (any of their linked ids) and tombstone
+        every id of theirs; the file is then vacuumed."""
+        contributor = links.resolve(self, contributor)
         with self.transaction():
+            links.forget_aliases(self, contributor)
             known = self.conn.execute("SELECT 1 FROM contributors WHERE id=?", (contributor,)).fetchone()
             if not known and not self.is_withdrawn(contributor):
                 raise StoreError(f"no contributor {contributor!r} in this node")

@@ -1,7 +1,10 @@
 """One node's part in a federated training round: user-level DP-SGD on its eligible contributors.
 
 The node, not the coordinator, sets the privacy parameters (ARCHITECTURE.md invariant 3). At a federation's
-first round it fixes a plan: Poisson rate q over contributors (capped by policy), and the noise
+first round it runs the policy's noisy min_contributors test (privacy/release.py `check_contributors`,
+its own ledger entry) and fixes a plan: Poisson rate q over contributors, the rate the coordinator asks
+for capped by the policy's max_sampling_rate, a function of public values only, never of the number of
+eligible contributors N (q = batch/N would publish N = batch/q; issue 10, finding 2), and the noise
 multiplier z that makes all planned rounds x local steps spend at most the epsilon the coordinator
 asked for, itself capped by what remains of the community's budget; z never goes below the
 policy's floor. Each round is one ledger event,
@@ -13,22 +16,48 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 
-from model.features import CachedEncoder
+from model.features import CachedEncoder, cache_name
 from model.reward_model import head_from_config, state_to_vector, vector_to_state
 from model.training_config import TRAINING
 from node.consent import eligible_contributors
-from node.dpsgd import build_contributor_tensors, train_dp
+from node.dpsgd import ContributorTensors, build_contributor_tensors, train_dp
 from node.pairs import pairs_from_records
-from privacy.accounting.calibration import noise_multiplier_for
-from privacy.events import DpEvent, dpsgd_event
+from privacy.accounting import AccountingError
+from privacy.accounting.calibration import noise_multiplier_for, noise_multiplier_within_filter
+from privacy.events import DpEvent, SelfComposedEvent, dpsgd_event
+
+MAX_ROUNDS = 100  # most federated rounds a plan may have (a larger plan is refused, naming the field)
+MAX_LOCAL_STEPS = 10_000  # most DP-SGD steps per round
 
 
 class TrainingRefused(Exception):
     """The node will not train this round; the message names the rule."""
+
+
+def request_problem(request) -> str | None:
+    """Why a training request's sizes are refused by rule (None when acceptable), naming the field:
+    bounded before any calibration, so a hostile plan cannot pin the node's CPU."""
+    def num(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+    if not (num(request.rounds) and request.rounds == int(request.rounds) and 1 <= request.rounds <= MAX_ROUNDS):
+        return f"field 'rounds' must be an integer in [1, {MAX_ROUNDS}], got {request.rounds!r}"
+    if not (num(request.local_steps) and request.local_steps == int(request.local_steps)
+            and 1 <= request.local_steps <= MAX_LOCAL_STEPS):
+        return f"field 'local_steps' must be an integer in [1, {MAX_LOCAL_STEPS}], got {request.local_steps!r}"
+    if not (num(request.sampling_rate) and 0 < request.sampling_rate <= 1):
+        return f"field 'sampling_rate' must be in (0, 1], got {request.sampling_rate!r}"
+    if not (num(request.epsilon) and request.epsilon > 0):
+        return f"field 'epsilon' must be finite and > 0, got {request.epsilon!r}"
+    if not (num(request.max_grad_norm) and request.max_grad_norm > 0):
+        return f"field 'max_grad_norm' must be finite and > 0, got {request.max_grad_norm!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -40,7 +69,7 @@ class TrainRequest:
     rounds: int  # planned rounds of the whole federation
     local_steps: int = TRAINING.local_steps
     epsilon: float = TRAINING.epsilon  # epsilon the coordinator would like the training to spend in total
-    expected_batch: int = TRAINING.expected_batch  # contributors per step the coordinator would like
+    sampling_rate: float = TRAINING.sampling_rate  # Poisson rate per step the coordinator would like (policy caps it)
     lr: float = TRAINING.lr
     max_grad_norm: float = TRAINING.max_grad_norm
     max_pairs_per_contributor: int = TRAINING.max_pairs_per_contributor
@@ -67,6 +96,15 @@ class TrainPlan:
     lr: float
     max_pairs_per_contributor: int
 
+    @property
+    def plan_id(self) -> str:
+        """The id under which the ledger commits this plan (privacy/ledger.py `plan`)."""
+        return f"train:{self.federation_id}"
+
+    def plan_event(self) -> DpEvent:
+        """The whole plan, every planned round: what is fixed in advance and committed at round one."""
+        return SelfComposedEvent(self.event(), self.rounds)
+
     def event(self) -> DpEvent:
         """The ledger event of one round: SelfComposed(PoissonSampled(q, Gaussian(z*C, C)), local_steps)."""
         return dpsgd_event(self.sampling_probability, self.noise_multiplier, self.local_steps, self.max_grad_norm)
@@ -78,20 +116,33 @@ def check_trains(policy) -> None:
         raise TrainingRefused("policy rule allowed_releases: this community does not release model updates")
 
 
-def make_plan(policy, request: TrainRequest, n_contributors: int, spent_epsilon: float) -> TrainPlan:
-    """The node's plan for `request` under `policy` (see the module docstring), or TrainingRefused."""
+def check_round(plan: TrainPlan, round_number: int) -> None:
+    """Refuse a round outside the committed plan: its PLD figure (labelled fixed in advance) covers
+    rounds 1..plan.rounds only, so a coordinator asking for more would spend past what was planned."""
+    if isinstance(round_number, bool) or not isinstance(round_number, int) or not 1 <= round_number <= plan.rounds:
+        raise TrainingRefused(f"policy rule plan: round {round_number!r} is outside the committed plan of "
+                              f"{plan.rounds} round(s) for federation {plan.federation_id}")
+
+
+def make_plan(policy, request: TrainRequest, spent_epsilon: float, history: Sequence[DpEvent] = ()) -> TrainPlan:
+    """The node's plan for `request` under `policy` (see the module docstring), or TrainingRefused.
+    Nothing in it depends on the number of eligible contributors; the min_contributors test is the
+    release gate's (`ReleaseGate.check_contributors`), run before the plan is made."""
     check_trains(policy)
-    if n_contributors < policy.min_contributors:
-        raise TrainingRefused(
-            f"policy rule min_contributors: {n_contributors} eligible contributors, the policy needs {policy.min_contributors}"
-        )
+    problem = request_problem(request)
+    if problem:
+        raise TrainingRefused(f"training request: {problem}")
     remaining = policy.epsilon_cap - spent_epsilon
     target = min(request.epsilon, remaining)
     if target <= 0:
         raise TrainingRefused(f"policy rule epsilon_cap: budget exhausted ({spent_epsilon:.3f} of {policy.epsilon_cap} spent)")
-    q = min(policy.max_sampling_rate, request.expected_batch / n_contributors, 1.0)
+    q = min(policy.max_sampling_rate, float(request.sampling_rate))
     steps = request.rounds * request.local_steps
-    z = max(noise_multiplier_for(target, policy.delta, q, steps), policy.min_noise_multiplier)
+    try:  # the cap is a privacy filter (privacy/accounting/filter.py): the whole plan must fit under it
+        z = max(noise_multiplier_for(target, policy.delta, q, steps), policy.min_noise_multiplier)
+        z = noise_multiplier_within_filter(history, q, steps, policy.epsilon_cap, policy.delta, at_least=z)
+    except AccountingError:
+        raise TrainingRefused("policy rule epsilon_cap: no noise level keeps this training within the cap") from None
     return TrainPlan(
         federation_id=request.federation_id,
         rounds=request.rounds,
@@ -109,16 +160,23 @@ def make_plan(policy, request: TrainRequest, n_contributors: int, spent_epsilon:
 _DATA_CACHE: dict[tuple, object] = {}  # per process: (node, featurizer, eligible set) -> tensors
 
 
-def contributor_data(store, policy, featurizer, max_pairs: int):
-    """Training tensors of the eligible contributors, featurized through the store's cache."""
+def pair_subset_key(store, plan_id: str) -> bytes:
+    """The node's secret key for choosing each contributor's pairs (node/dpsgd/data.py `select_pairs`):
+    HMAC(store HMAC key, plan id), so a person's subset is fixed for a plan and depends on nobody else."""
+    return bytes.fromhex(store.cipher.ident("dpsgd-pair-subset", plan_id))
+
+
+def contributor_data(store, policy, featurizer, max_pairs: int, plan_id: str = ""):
+    """Training tensors of the eligible contributors, featurized through the store's cache; each
+    person's pairs are chosen with `pair_subset_key(store, plan_id)` (issue 10, finding 1)."""
     eligible = eligible_contributors(store, policy)
     digest = hashlib.sha256("\x1f".join(sorted(eligible)).encode()).hexdigest()
-    key = (str(store.path), json.dumps(featurizer.config(), sort_keys=True), digest, max_pairs)
+    key = (str(store.path), json.dumps(featurizer.config(), sort_keys=True), digest, max_pairs, plan_id)
     if key not in _DATA_CACHE:
         pairs = pairs_from_records(store.records(contributors=eligible))
-        encoder = CachedEncoder(featurizer, store.embedding_cache(featurizer.name))
+        encoder = CachedEncoder(featurizer, store.embedding_cache(cache_name(featurizer)))
         _DATA_CACHE.clear()
-        _DATA_CACHE[key] = build_contributor_tensors(pairs, encoder, max_pairs)
+        _DATA_CACHE[key] = build_contributor_tensors(pairs, encoder, max_pairs, key=pair_subset_key(store, plan_id))
     return _DATA_CACHE[key]
 
 
@@ -135,7 +193,12 @@ def save_plan(store, plan: TrainPlan) -> None:
 
 
 def local_update(head_arch: dict, global_vec: np.ndarray, data, plan: TrainPlan) -> tuple[np.ndarray, dict]:
-    """Run one round of user-level DP-SGD from the global model; returns (update, training info)."""
+    """Run one round of user-level DP-SGD from the global model; returns (update, training info).
+    With nobody eligible (the noisy min_contributors test can pass at N = 0) the round still runs, on one
+    all-padding contributor whose clipped gradient is 0: the update is DP-SGD's noise alone, exactly what
+    DP-SGD on an empty dataset releases, so N = 0 is not told apart by an error or a refusal."""
+    if data.n_contributors == 0:
+        data = ContributorTensors.nobody(data.dim)
     head = head_from_config(head_arch)
     head.load_state_dict(vector_to_state(global_vec, head))
     res = train_dp(

@@ -202,6 +202,35 @@ class ComposedEvent(DpEvent):
     events: tuple[DpEvent, ...] = _checked(_events, default=())
 
 
+def _epsilon(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise EventError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _delta(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= float(value) < 1):
+        raise EventError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+@register("epsilon_delta")
+@dataclass(frozen=True)
+class EpsilonDeltaEvent(DpEvent):
+    """A mechanism known only to be (epsilon, delta)-DP. Thresholded key selection (privacy/mechanisms.py
+    `selection_event`) writes its keys-only-the-added-person-holds part as (0, delta), delta from
+    OpenDP's proven privacy map.
+    Accounted as the (epsilon, delta) randomized-response pair, which dominates every
+    (epsilon, delta)-DP mechanism (Kairouz, Oh & Viswanath 2015, "The Composition Theorem for
+    Differential Privacy", https://arxiv.org/abs/1311.0776, Section 3, the mechanism behind their
+    Theorem 3.3), so composing its PLD
+    (dp_accounting `from_privacy_parameters`) with the others is sound. No RDP or zCDP curve exists
+    for delta > 0: only PLD accounts it."""
+
+    epsilon: float = _checked(_epsilon)
+    delta: float = _checked(_delta, default=0.0)
+
+
 @register("no_op")
 @dataclass(frozen=True)
 class NoOpEvent(DpEvent):

@@ -2,10 +2,19 @@
 
 Each entry's body (protos/ledger.proto LedgerEntryBody) records one release: its DP event, the
 cumulative epsilon claimed after it (at target_delta, by the named accountant), the previous
-entry's hash and the hash of the policy in force.
+entry's hash and the hash of the policy in force. It never records how many contributors a release
+drew on: the ledger is public, and an exact count is not differentially private (the deprecated
+field `contributors` is left unset; issue 10, finding 2).
+
+The cumulative claim is the Renyi privacy filter's figure (privacy/accounting/filter.py: accountant
+"rdp-filter", schedule "adaptive"), the bound the cap is enforced with, sound when the coordinator
+chose each release after seeing the earlier ones. A training plan fixed before its first round is
+committed in its entries (plan_id, plan_event) with its own tight PLD figure (plan_epsilon, fixed in
+advance). The payload is recorded as a hiding commitment SHA-256(salt || payload), the salt derived
+from the node's key (`payload_salt`): nobody can test guesses of a small answer against the ledger.
 
     entry_hash = SHA-256(deterministic serialisation of the body)
-    signature  = Ed25519(node key, entry_hash)          (RFC 8032)
+    signature  = Ed25519(node key, entry_hash)          (RFC 8032, https://www.rfc-editor.org/rfc/rfc8032)
 
 Storage: tables in the node's own SQLite database (WAL). UPDATE and DELETE are refused by
 triggers. An entry and the payload it releases are written in ONE transaction, so an entry is
@@ -18,6 +27,7 @@ processes cannot both squeeze under the cap.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -27,7 +37,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
 
-from privacy.accounting import EpsilonReport, epsilon_of
+from privacy.accounting import ADAPTIVE, EpsilonReport, adaptive_epsilon, epsilon_of
 from privacy.events import DpEvent, event_from_proto, event_to_proto
 from privacy.keys import node_id_of, raw_public_key
 from protos import ledger_pb2
@@ -100,6 +110,32 @@ def entry_hash_of(body: ledger_pb2.LedgerEntryBody) -> bytes:
 def sha256_hex(data: bytes) -> str:
     """Hex SHA-256 of `data` (payload and request hashes)."""
     return hashlib.sha256(data).hexdigest()
+
+
+COMMITMENT_PREFIX = "c1:"  # payload_hash of entries since issue 10: a hiding commitment
+
+
+def payload_salt(key: Ed25519PrivateKey, seq: int) -> bytes:
+    """Entry `seq`'s 32-byte commitment salt: HMAC-SHA256 under a secret derived from the node's
+    ledger key (RFC 2104), so only the node knows it and revealing one salt reveals no other."""
+    secret = hashlib.sha256(b"cairn payload commitment v1\x00" + key.private_bytes_raw()).digest()
+    return hmac.new(secret, int(seq).to_bytes(8, "big"), hashlib.sha256).digest()
+
+
+def payload_commitment(salt: bytes, payload: bytes) -> str:
+    """"c1:" + hex SHA-256(salt || payload): binding (SHA-256) and hiding (a 256-bit secret salt), so
+    a ledger reader cannot test guesses of a small answer (issue 10, finding 8)."""
+    if len(salt) != 32:
+        raise LedgerError("a payload commitment salt is 32 bytes")
+    return COMMITMENT_PREFIX + hashlib.sha256(bytes(salt) + bytes(payload)).hexdigest()
+
+
+def open_payload_commitment(payload_hash: str, payload: bytes, salt: bytes | None = None) -> bool:
+    """Whether `payload` (with the node's `salt`) opens the entry's `payload_hash`; older entries'
+    plain SHA-256 needs no salt."""
+    if payload_hash.startswith(COMMITMENT_PREFIX):
+        return salt is not None and hmac.compare_digest(payload_commitment(salt, payload), payload_hash)
+    return hmac.compare_digest(sha256_hex(payload), payload_hash)
 
 
 def utc_now() -> str:
@@ -181,8 +217,24 @@ class Ledger:
         return self._entry(*row) if row else None
 
     def spent(self, delta: float) -> EpsilonReport:
-        """Cumulative epsilon of the whole ledger at `delta`."""
-        return epsilon_of(self.events(), delta)
+        """Cumulative epsilon of the whole ledger at `delta`: the privacy filter's figure, what the
+        cap is enforced against (privacy/accounting/filter.py; method "rdp-filter", adaptive)."""
+        return adaptive_epsilon(self.events(), delta)
+
+    def plans(self, delta: float) -> dict[str, EpsilonReport]:
+        """The tight epsilon of each training plan committed in the ledger before its first round
+        (plan id -> report; method "pld", fixed in advance), from the plan's first entry."""
+        out: dict[str, EpsilonReport] = {}
+        for e in self.entries():
+            b = e.body
+            if b.plan_id and b.plan_id not in out and b.HasField("plan_event"):
+                out[b.plan_id] = epsilon_of([event_from_proto(b.plan_event)], delta)
+        return out
+
+    def payload_salt(self, seq: int) -> bytes:
+        """The 32-byte salt of entry `seq`'s payload commitment: the node reveals it (with the payload)
+        to open that one commitment; it reveals nothing about any other entry."""
+        return payload_salt(self._key, seq)
 
     def cached(self, request_hash: str) -> tuple[ledger_pb2.LedgerEntry, bytes] | None:
         """The entry and payload that answered `request_hash` before, or None."""
@@ -197,7 +249,6 @@ class Ledger:
         self,
         release_kind: str,
         event: DpEvent,
-        contributors: int,
         target_delta: float,
         policy_hash: str,
         *,
@@ -206,10 +257,13 @@ class Ledger:
         payload: bytes | None = None,
         epsilon_cap: float | None = None,
         created_at: str | None = None,
+        plan: tuple[str, DpEvent] | None = None,
     ) -> Committed:
         """Append one signed entry (and cache `payload` under `request_hash`) in one durable
         transaction. Raises AlreadyReleased if `request_hash` was answered before, CapExceeded if
-        the cumulative epsilon would pass `epsilon_cap`; in both cases nothing is written."""
+        the cumulative epsilon (the privacy filter's figure) would pass `epsilon_cap`; in both cases
+        nothing is written. `plan` = (plan id, the whole plan's event): this release is part of a
+        training plan fixed in advance; its first entry commits the plan, later ones must repeat it."""
         event_msg = event_to_proto(event)  # validates the event
 
         def txn() -> Committed:
@@ -219,25 +273,32 @@ class Ledger:
                     raise AlreadyReleased(*hit)
             prev = self.head()
             history = [event_from_proto(e.body.event) for e in self.entries()]
-            report = epsilon_of([*history, event], target_delta)
+            # the cap is a privacy filter: sound under adaptively chosen releases (issue 10, finding 4)
+            report = adaptive_epsilon([*history, event], target_delta)
             if epsilon_cap is not None and report.epsilon > epsilon_cap:
                 raise CapExceeded(report, epsilon_cap)
+            seq = 0 if prev is None else prev.body.seq + 1
+            plan_report = self._check_plan(plan, target_delta) if plan is not None else None
             body = ledger_pb2.LedgerEntryBody(
-                seq=0 if prev is None else prev.body.seq + 1,
+                seq=seq,
                 prev_hash=GENESIS_PREV_HASH if prev is None else prev.entry_hash,
                 node_id=self.node_id,
                 created_at=created_at or utc_now(),
                 release_kind=release_kind,
                 round_id=round_id,
                 request_hash=request_hash,
-                payload_hash=sha256_hex(payload) if payload is not None else "",
-                contributors=int(contributors),
+                payload_hash=payload_commitment(payload_salt(self._key, seq), payload) if payload is not None else "",
                 claimed_epsilon=report.epsilon,
                 target_delta=target_delta,
                 accountant=report.method,
                 policy_hash=policy_hash,
+                schedule=ADAPTIVE,
             )
             body.event.CopyFrom(event_msg)
+            if plan is not None and plan_report is not None:
+                body.plan_id = plan[0]
+                body.plan_event.CopyFrom(event_to_proto(plan[1]))
+                body.plan_epsilon, body.plan_accountant = plan_report.epsilon, plan_report.method
             raw = body_bytes(body)
             h = hashlib.sha256(raw).digest()
             sig = self._key.sign(h)
@@ -250,6 +311,19 @@ class Ledger:
             return Committed(self._entry(raw, h, sig), report)
 
         return self._write(txn)
+
+    def _check_plan(self, plan: tuple[str, DpEvent], delta: float) -> EpsilonReport:
+        """The plan's own tight epsilon; refuses a plan id whose committed plan was different."""
+        plan_id, plan_event = plan
+        if not plan_id:
+            raise LedgerError("a training plan needs a non-empty plan id")
+        msg = event_to_proto(plan_event)
+        for e in self.entries():
+            if e.body.plan_id == plan_id and e.body.plan_event.SerializeToString(deterministic=True) != \
+                    msg.SerializeToString(deterministic=True):
+                raise LedgerError(f"plan {plan_id!r} was committed at seq {e.body.seq} with other parameters: "
+                                  "a plan fixed in advance cannot change")
+        return epsilon_of([plan_event], delta)
 
     # --- export ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ The policy is the community's, not the coordinator's: nothing a coordinator send
 from __future__ import annotations
 
 import hashlib
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from protos.wire import RELEASE_KINDS  # "train" and the aggregate query kinds
 
 DIMENSIONS = ("broad", "specific")
 DEFINITIONS = ("prescriptive", "descriptive")
+MIN_QUERY_EPSILON = 0.01  # the default floor on a requested query or discovery epsilon
 
 
 class PolicyError(ValueError):
@@ -31,10 +33,18 @@ class Policy:
     community: str
     epsilon_cap: float = 8.0  # total epsilon the community allows, at `delta`
     delta: float = 1e-6  # target delta for every epsilon this node reports
+    max_delta: float = 1e-5  # the ceiling on delta the community accepts (the auditor flags a delta above it)
     allowed_releases: tuple[str, ...] = RELEASE_KINDS
-    min_contributors: int = 20  # a release needs at least this many eligible contributors
+    min_contributors: int = 20  # a release needs at least this many eligible contributors, by a noisy count:
+    # sigma of the discrete Gaussian added to the eligible count before it is compared with min_contributors
+    # (an accounted DP release, its own ledger entry "threshold:<kind>"). 0 = an exact threshold: the policy
+    # then makes public, exactly, whether the community has min_contributors eligible members.
+    min_contributors_noise: float = 6.0
     max_release_cells: int = 10_000  # largest aggregate answer (cells) a node will release
     max_query_epsilon: float = 1.0  # most epsilon one aggregate query may spend
+    # least epsilon a query or discovery may ask for: calibrating noise for a tiny epsilon takes minutes
+    # (and gives useless answers), so smaller requests are refused by rule before any work
+    min_query_epsilon: float = MIN_QUERY_EPSILON
     max_sampling_rate: float = 0.2  # highest Poisson rate for DP-SGD over contributors
     min_noise_multiplier: float = 0.5  # DP-SGD noise floor (sigma / clipping norm)
     waiting_period_hours: float = 24.0  # consent -> eligible delay (ShareLM waits 24 h)
@@ -55,15 +65,23 @@ class Policy:
             out.append(f"privacy.epsilon_cap must be > 0, got {self.epsilon_cap}")
         if not (0 < self.delta < 1):
             out.append(f"privacy.delta must be in (0, 1), got {self.delta}")
+        if not (0 < self.max_delta < 1):
+            out.append(f"privacy.max_delta must be in (0, 1), got {self.max_delta}")
+        elif self.delta > self.max_delta:
+            out.append(f"privacy.delta {self.delta} is above the ceiling privacy.max_delta {self.max_delta}")
         for k in self.allowed_releases:
             if k not in RELEASE_KINDS:
                 out.append(f"privacy.allowed_releases: unknown kind {k!r} (known: {', '.join(RELEASE_KINDS)})")
         if self.min_contributors < 1:
             out.append(f"privacy.min_contributors must be >= 1, got {self.min_contributors}")
+        if not (self.min_contributors_noise >= 0 and self.min_contributors_noise < float("inf")):
+            out.append(f"privacy.min_contributors_noise must be >= 0 and finite, got {self.min_contributors_noise}")
         if self.max_release_cells < 1:
             out.append(f"privacy.max_release_cells must be >= 1, got {self.max_release_cells}")
         if not (self.max_query_epsilon > 0):
             out.append(f"privacy.max_query_epsilon must be > 0, got {self.max_query_epsilon}")
+        if not (0 < self.min_query_epsilon < float("inf")):
+            out.append(f"privacy.min_query_epsilon must be > 0 and finite, got {self.min_query_epsilon}")
         if not (0 < self.max_sampling_rate <= 1):
             out.append(f"privacy.max_sampling_rate must be in (0, 1], got {self.max_sampling_rate}")
         if not (self.min_noise_multiplier >= 0):
@@ -86,12 +104,18 @@ class Policy:
                 "unit": "contributor",
                 "epsilon_cap": self.epsilon_cap,
                 "delta": self.delta,
+                "max_delta": self.max_delta,
                 "allowed_releases": list(self.allowed_releases),
                 "min_contributors": self.min_contributors,
+                "min_contributors_noise": self.min_contributors_noise,
                 "max_release_cells": self.max_release_cells,
                 "max_query_epsilon": self.max_query_epsilon,
                 "max_sampling_rate": self.max_sampling_rate,
                 "min_noise_multiplier": self.min_noise_multiplier,
+                # written only when not the default, so that a policy from before the field re-dumps to the
+                # same text and keeps the hash its ledger entries recorded
+                **({"min_query_epsilon": self.min_query_epsilon}
+                   if self.min_query_epsilon != MIN_QUERY_EPSILON else {}),
             },
             "consent": {
                 "waiting_period_hours": self.waiting_period_hours,
@@ -130,10 +154,13 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("community", "name"): ("community", str),
     ("privacy", "epsilon_cap"): ("epsilon_cap", float),
     ("privacy", "delta"): ("delta", float),
+    ("privacy", "max_delta"): ("max_delta", float),
     ("privacy", "allowed_releases"): ("allowed_releases", list),
     ("privacy", "min_contributors"): ("min_contributors", int),
+    ("privacy", "min_contributors_noise"): ("min_contributors_noise", float),
     ("privacy", "max_release_cells"): ("max_release_cells", int),
     ("privacy", "max_query_epsilon"): ("max_query_epsilon", float),
+    ("privacy", "min_query_epsilon"): ("min_query_epsilon", float),
     ("privacy", "max_sampling_rate"): ("max_sampling_rate", float),
     ("privacy", "min_noise_multiplier"): ("min_noise_multiplier", float),
     ("consent", "waiting_period_hours"): ("waiting_period_hours", float),
@@ -141,6 +168,18 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("paradigm", "dimensions"): ("dimensions", str),
     ("paradigm", "definitions"): ("definitions", str),
 }
+
+
+def query_epsilon_problem(policy: Policy, epsilon: Any, what: str = "query epsilon") -> str | None:
+    """Why a requested query or discovery epsilon is refused by rule (None when acceptable): not a
+    number, not finite, or below the policy's floor min_query_epsilon (checked before any calibration)."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
+        return f"{what} must be a number, got {epsilon!r}"
+    if not math.isfinite(epsilon) or epsilon <= 0:
+        return f"{what} must be finite and > 0, got {epsilon!r}"
+    if epsilon < policy.min_query_epsilon:
+        return f"policy rule min_query_epsilon: {what} {epsilon:g} is below the floor {policy.min_query_epsilon:g}"
+    return None
 
 
 def load_policy(path: Path) -> Policy:

@@ -5,17 +5,20 @@
     send(rel.payload)
 
 Order of operations, each step refusing with PolicyViolation(rule=...) naming the policy rule:
- 1. kind allowed (allowed_releases), enough contributors (min_contributors), answer size
-    (max_release_cells);
+ 1. kind allowed (allowed_releases), answer size (max_release_cells);
  2. a repeated identical request (same kind and canonical request JSON) gets the cached earlier
     payload: no new noise, no new budget, no new ledger entry;
- 3. budget left (epsilon_cap): nothing is computed once the cap is spent;
+ 3. budget left (epsilon_cap): nothing is computed once the cap is spent; then enough contributors
+    (min_contributors), decided on a NOISY count (`check_contributors`): the exact number of
+    eligible contributors n is the node's secret, it is never written to the ledger nor said in a
+    refusal (issue 10, finding 2);
  4. the payload is made, by the node's own code, under the node's Budget (never the coordinator's
     numbers): make_payload(budget) -> (payload_bytes, DpEvent);
  5. the event is checked: per-query epsilon (max_query_epsilon, aggregates), DP-SGD sampling rate
     (max_sampling_rate) and noise floor (min_noise_multiplier) for training;
  6. the ledger entry and the payload are committed in one durable transaction, with the cumulative
-    cap re-checked inside it (epsilon_cap);
+    cap re-checked inside it (epsilon_cap) by the Renyi privacy filter (privacy/accounting/filter.py),
+    sound when the coordinator chose this release after seeing earlier answers;
  7. only then is the payload returned. A crash between 6 and 7 leaves the budget spent and the
     payload cached, never a release unaccounted; the retried request gets the cached payload.
 """
@@ -28,13 +31,16 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from privacy import samplers
 from privacy.accounting import EpsilonReport, epsilon_of, flatten
-from privacy.events import DpEvent, EventError, dpsgd_params
+from privacy.events import DiscreteGaussianEvent, DpEvent, EventError, dpsgd_params
 from privacy.ledger import AlreadyReleased, CapExceeded, Ledger
 from privacy.policy import Policy
 from protos import ledger_pb2
 
 AGGREGATE_KINDS_EXEMPT = ("train",)  # max_query_epsilon applies to aggregate queries, not training
+THRESHOLD_PREFIX = "threshold:"  # ledger kind of a noisy min_contributors test: "threshold:<release kind>"
+TOO_FEW = "too few eligible contributors (noisy threshold)"  # the whole refusal: no count in it
 
 
 class PolicyViolation(Exception):
@@ -129,18 +135,41 @@ class ReleaseGate:
 
     # --- checks -----------------------------------------------------------------------------------
 
-    def check_request(self, kind: str, contributors: int, cells: int = 1) -> None:
-        """Per-request rules, before anything is computed: kind allowed, enough contributors, answer size."""
+    def check_request(self, kind: str, cells: int = 1) -> None:
+        """Per-request rules, before anything is computed: kind allowed, answer size."""
         p = self.policy
         if _base_kind(kind) not in p.allowed_releases:
             raise PolicyViolation("allowed_releases", f"release kind {kind!r} is not allowed by this community "
                                   f"(allowed: {', '.join(p.allowed_releases)})")
-        if contributors < p.min_contributors:
-            raise PolicyViolation("min_contributors", f"{contributors} eligible contributors, the policy needs "
-                                  f"at least {p.min_contributors}")
         if cells > p.max_release_cells:
             raise PolicyViolation("max_release_cells", f"answer has {cells} cells, the policy allows at most "
                                   f"{p.max_release_cells}")
+
+    def check_contributors(self, kind: str, contributors: int, round_id: str = "") -> None:
+        """The policy's min_contributors, decided without revealing the exact count n.
+
+        Noisy threshold: release the bit [n + Z >= min_contributors], Z ~ discrete Gaussian(sigma =
+        policy.min_contributors_noise) from the secure sampler (Canonne, Kamath & Steinke 2020,
+        https://arxiv.org/abs/2004.00010; the count has sensitivity 1 under add/remove one person).
+        The bit is post-processing of the noisy count, so it costs DiscreteGaussianEvent(sigma, 1),
+        appended to the ledger as its own entry ("threshold:<kind>", cap checked) BEFORE the noise is
+        drawn and the decision made (ARCHITECTURE.md invariant 2): a refusal spends it too. With
+        min_contributors_noise = 0 the policy declares the threshold exact (and public)."""
+        p = self.policy
+        sigma = float(p.min_contributors_noise)
+        if sigma == 0:
+            if contributors < p.min_contributors:
+                raise PolicyViolation("min_contributors", "too few eligible contributors (exact threshold, made public "
+                                      "by this community's policy: privacy.min_contributors_noise = 0)")
+            return
+        try:
+            self.ledger.append(THRESHOLD_PREFIX + kind, DiscreteGaussianEvent(sigma, 1), p.delta, p.sha256(),
+                               round_id=round_id, epsilon_cap=p.epsilon_cap)
+        except CapExceeded as e:
+            raise PolicyViolation("epsilon_cap", f"the noisy min_contributors test would take cumulative epsilon to "
+                                  f"{e.projected.epsilon:.4f} > cap {p.epsilon_cap} at delta {p.delta}") from None
+        if int(contributors) + int(samplers.discrete_gaussian(sigma)) < p.min_contributors:
+            raise PolicyViolation("min_contributors", TOO_FEW)
 
     def check_event(self, kind: str, event: DpEvent) -> EpsilonReport:
         """Per-release rules on the event the node is about to release; returns its own cost."""
@@ -172,21 +201,25 @@ class ReleaseGate:
         kind: str,
         request: dict,
         make_payload: Callable[[Budget], tuple[bytes, DpEvent]] | None = None,
-        contributors: int = 0,
+        contributors: int | None = 0,
         round_id: str = "",
         *,
         cells: int = 1,
         event: DpEvent | None = None,
         payload: bytes | None = None,
+        plan: tuple[str, DpEvent] | None = None,
     ) -> Release:
         """Release through the policy and the ledger. Give `make_payload(budget)` (preferred: no
         noise is drawn for a cached or refused request), or an already computed `payload` and its
-        `event`."""
+        `event`. `contributors`: the exact eligible count, used only by `check_contributors` (never
+        written anywhere); None when the caller already ran that test for this release (a training
+        plan runs it once, at its first round, for all its rounds). `plan`: (plan id, the whole plan's
+        event) when this release is one round of a training plan fixed in advance (privacy/ledger.py)."""
         if (make_payload is None) == (payload is None):
             raise TypeError("give exactly one of make_payload or payload (with event)")
         if payload is not None and event is None:
             raise TypeError("a precomputed payload needs its event")
-        self.check_request(kind, contributors, cells)
+        self.check_request(kind, cells)
         rh = request_hash(kind, request)
         hit = self.ledger.cached(rh)
         if hit is not None:
@@ -195,6 +228,9 @@ class ReleaseGate:
         if budget.remaining_epsilon <= 0:
             raise PolicyViolation("epsilon_cap", f"the cap of {self.policy.epsilon_cap} at delta {self.policy.delta} "
                                   "is spent")
+        if contributors is not None:
+            self.check_contributors(kind, contributors, round_id)
+            budget = self.budget(kind)  # the test spent a little
         if make_payload is not None:
             payload, event = make_payload(budget)
         if not isinstance(payload, (bytes, bytearray)):
@@ -205,11 +241,11 @@ class ReleaseGate:
         self.check_event(kind, event)
         try:
             committed = self.ledger.append(
-                kind, event, contributors, self.policy.delta, self.policy.sha256(),
-                round_id=round_id, request_hash=rh, payload=payload, epsilon_cap=self.policy.epsilon_cap)
+                kind, event, self.policy.delta, self.policy.sha256(),
+                round_id=round_id, request_hash=rh, payload=payload, epsilon_cap=self.policy.epsilon_cap, plan=plan)
         except CapExceeded as e:
             raise PolicyViolation("epsilon_cap", f"cumulative epsilon would be {e.projected.epsilon:.4f} > cap "
-                                  f"{self.policy.epsilon_cap} at delta {self.policy.delta} ({e.projected.method})") from None
+                                  f"{self.policy.epsilon_cap} at delta {self.policy.delta} ({e.projected.label})") from None
         except AlreadyReleased as e:  # answered concurrently by another process: serve that answer
             return Release(e.payload, e.entry, True, rh)
         if self.after_commit is not None:

@@ -106,13 +106,19 @@ class Round(_message.Message):
     def __init__(self, round: _Optional[int] = ..., aggregation: _Optional[str] = ..., applied: _Optional[bool] = ..., contributors: _Optional[_Iterable[_Union[RoundContributor, _Mapping]]] = ..., refused: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RoundContributor(_message.Message):
-    __slots__ = ("node_id", "ledger_seq", "ledger_entry_hash", "claimed_epsilon")
+    __slots__ = ("node_id", "ledger_seq", "ledger_entry_hash", "claimed_epsilon", "sampling_probability", "noise_multiplier", "steps")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LEDGER_SEQ_FIELD_NUMBER: _ClassVar[int]
     LEDGER_ENTRY_HASH_FIELD_NUMBER: _ClassVar[int]
     CLAIMED_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     ledger_seq: int
     ledger_entry_hash: str
     claimed_epsilon: float
-    def __init__(self, node_id: _Optional[str] = ..., ledger_seq: _Optional[int] = ..., ledger_entry_hash: _Optional[str] = ..., claimed_epsilon: _Optional[float] = ...) -> None: ...
+    sampling_probability: float
+    noise_multiplier: float
+    steps: int
+    def __init__(self, node_id: _Optional[str] = ..., ledger_seq: _Optional[int] = ..., ledger_entry_hash: _Optional[str] = ..., claimed_epsilon: _Optional[float] = ..., sampling_probability: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., steps: _Optional[int] = ...) -> None: ...

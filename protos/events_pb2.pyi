@@ -64,8 +64,16 @@ class NoOpEvent(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class EpsilonDeltaEvent(_message.Message):
+    __slots__ = ("epsilon", "delta")
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    epsilon: float
+    delta: float
+    def __init__(self, epsilon: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
+
 class DpEvent(_message.Message):
-    __slots__ = ("gaussian", "discrete_gaussian", "laplace", "discrete_laplace", "poisson_sampled", "self_composed", "composed", "no_op")
+    __slots__ = ("gaussian", "discrete_gaussian", "laplace", "discrete_laplace", "poisson_sampled", "self_composed", "composed", "no_op", "epsilon_delta")
     GAUSSIAN_FIELD_NUMBER: _ClassVar[int]
     DISCRETE_GAUSSIAN_FIELD_NUMBER: _ClassVar[int]
     LAPLACE_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +82,7 @@ class DpEvent(_message.Message):
     SELF_COMPOSED_FIELD_NUMBER: _ClassVar[int]
     COMPOSED_FIELD_NUMBER: _ClassVar[int]
     NO_OP_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_DELTA_FIELD_NUMBER: _ClassVar[int]
     gaussian: GaussianEvent
     discrete_gaussian: DiscreteGaussianEvent
     laplace: LaplaceEvent
@@ -82,4 +91,5 @@ class DpEvent(_message.Message):
     self_composed: SelfComposedEvent
     composed: ComposedEvent
     no_op: NoOpEvent
-    def __init__(self, gaussian: _Optional[_Union[GaussianEvent, _Mapping]] = ..., discrete_gaussian: _Optional[_Union[DiscreteGaussianEvent, _Mapping]] = ..., laplace: _Optional[_Union[LaplaceEvent, _Mapping]] = ..., discrete_laplace: _Optional[_Union[DiscreteLaplaceEvent, _Mapping]] = ..., poisson_sampled: _Optional[_Union[PoissonSampledEvent, _Mapping]] = ..., self_composed: _Optional[_Union[SelfComposedEvent, _Mapping]] = ..., composed: _Optional[_Union[ComposedEvent, _Mapping]] = ..., no_op: _Optional[_Union[NoOpEvent, _Mapping]] = ...) -> None: ...
+    epsilon_delta: EpsilonDeltaEvent
+    def __init__(self, gaussian: _Optional[_Union[GaussianEvent, _Mapping]] = ..., discrete_gaussian: _Optional[_Union[DiscreteGaussianEvent, _Mapping]] = ..., laplace: _Optional[_Union[LaplaceEvent, _Mapping]] = ..., discrete_laplace: _Optional[_Union[DiscreteLaplaceEvent, _Mapping]] = ..., poisson_sampled: _Optional[_Union[PoissonSampledEvent, _Mapping]] = ..., self_composed: _Optional[_Union[SelfComposedEvent, _Mapping]] = ..., composed: _Optional[_Union[ComposedEvent, _Mapping]] = ..., no_op: _Optional[_Union[NoOpEvent, _Mapping]] = ..., epsilon_delta: _Optional[_Union[EpsilonDeltaEvent, _Mapping]] = ...) -> None: ...

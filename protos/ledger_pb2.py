@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from protos import events_pb2 as protos_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/ledger.proto\x12\x08\x63\x61irn.v1\x1a\x13protos/events.proto\"\xba\x02\n\x0fLedgerEntryBody\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tprev_hash\x18\x02 \x01(\x0c\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x14\n\x0crelease_kind\x18\x05 \x01(\t\x12\x10\n\x08round_id\x18\x06 \x01(\t\x12\x14\n\x0crequest_hash\x18\x07 \x01(\t\x12\x14\n\x0cpayload_hash\x18\x08 \x01(\t\x12 \n\x05\x65vent\x18\t \x01(\x0b\x32\x11.cairn.v1.DpEvent\x12\x14\n\x0c\x63ontributors\x18\n \x01(\x03\x12\x17\n\x0f\x63laimed_epsilon\x18\x0b \x01(\x01\x12\x14\n\x0ctarget_delta\x18\x0c \x01(\x01\x12\x12\n\naccountant\x18\r \x01(\t\x12\x13\n\x0bpolicy_hash\x18\x0e \x01(\t\"]\n\x0bLedgerEntry\x12\'\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x19.cairn.v1.LedgerEntryBody\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"n\n\x0cLedgerExport\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12&\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x15.cairn.v1.LedgerEntryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/ledger.proto\x12\x08\x63\x61irn.v1\x1a\x13protos/events.proto\"\xb7\x03\n\x0fLedgerEntryBody\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tprev_hash\x18\x02 \x01(\x0c\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x14\n\x0crelease_kind\x18\x05 \x01(\t\x12\x10\n\x08round_id\x18\x06 \x01(\t\x12\x14\n\x0crequest_hash\x18\x07 \x01(\t\x12\x14\n\x0cpayload_hash\x18\x08 \x01(\t\x12 \n\x05\x65vent\x18\t \x01(\x0b\x32\x11.cairn.v1.DpEvent\x12\x18\n\x0c\x63ontributors\x18\n \x01(\x03\x42\x02\x18\x01\x12\x17\n\x0f\x63laimed_epsilon\x18\x0b \x01(\x01\x12\x14\n\x0ctarget_delta\x18\x0c \x01(\x01\x12\x12\n\naccountant\x18\r \x01(\t\x12\x13\n\x0bpolicy_hash\x18\x0e \x01(\t\x12\x10\n\x08schedule\x18\x14 \x01(\t\x12\x0f\n\x07plan_id\x18\x15 \x01(\t\x12%\n\nplan_event\x18\x16 \x01(\x0b\x32\x11.cairn.v1.DpEvent\x12\x14\n\x0cplan_epsilon\x18\x17 \x01(\x01\x12\x17\n\x0fplan_accountant\x18\x18 \x01(\t\"]\n\x0bLedgerEntry\x12\'\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x19.cairn.v1.LedgerEntryBody\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"n\n\x0cLedgerExport\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12&\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x15.cairn.v1.LedgerEntryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.ledger_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LEDGERENTRYBODY'].fields_by_name['contributors']._loaded_options = None
+  _globals['_LEDGERENTRYBODY'].fields_by_name['contributors']._serialized_options = b'\030\001'
   _globals['_LEDGERENTRYBODY']._serialized_start=55
-  _globals['_LEDGERENTRYBODY']._serialized_end=369
-  _globals['_LEDGERENTRY']._serialized_start=371
-  _globals['_LEDGERENTRY']._serialized_end=464
-  _globals['_LEDGEREXPORT']._serialized_start=466
-  _globals['_LEDGEREXPORT']._serialized_end=576
+  _globals['_LEDGERENTRYBODY']._serialized_end=494
+  _globals['_LEDGERENTRY']._serialized_start=496
+  _globals['_LEDGERENTRY']._serialized_end=589
+  _globals['_LEDGEREXPORT']._serialized_start=591
+  _globals['_LEDGEREXPORT']._serialized_end=701
 # @@protoc_insertion_point(module_scope)

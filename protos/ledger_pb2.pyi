@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LedgerEntryBody(_message.Message):
-    __slots__ = ("seq", "prev_hash", "node_id", "created_at", "release_kind", "round_id", "request_hash", "payload_hash", "event", "contributors", "claimed_epsilon", "target_delta", "accountant", "policy_hash")
+    __slots__ = ("seq", "prev_hash", "node_id", "created_at", "release_kind", "round_id", "request_hash", "payload_hash", "event", "contributors", "claimed_epsilon", "target_delta", "accountant", "policy_hash", "schedule", "plan_id", "plan_event", "plan_epsilon", "plan_accountant")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     PREV_HASH_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,11 @@ class LedgerEntryBody(_message.Message):
     TARGET_DELTA_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTANT_FIELD_NUMBER: _ClassVar[int]
     POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_EVENT_FIELD_NUMBER: _ClassVar[int]
+    PLAN_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    PLAN_ACCOUNTANT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     prev_hash: bytes
     node_id: str
@@ -37,7 +42,12 @@ class LedgerEntryBody(_message.Message):
     target_delta: float
     accountant: str
     policy_hash: str
-    def __init__(self, seq: _Optional[int] = ..., prev_hash: _Optional[bytes] = ..., node_id: _Optional[str] = ..., created_at: _Optional[str] = ..., release_kind: _Optional[str] = ..., round_id: _Optional[str] = ..., request_hash: _Optional[str] = ..., payload_hash: _Optional[str] = ..., event: _Optional[_Union[_events_pb2.DpEvent, _Mapping]] = ..., contributors: _Optional[int] = ..., claimed_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., accountant: _Optional[str] = ..., policy_hash: _Optional[str] = ...) -> None: ...
+    schedule: str
+    plan_id: str
+    plan_event: _events_pb2.DpEvent
+    plan_epsilon: float
+    plan_accountant: str
+    def __init__(self, seq: _Optional[int] = ..., prev_hash: _Optional[bytes] = ..., node_id: _Optional[str] = ..., created_at: _Optional[str] = ..., release_kind: _Optional[str] = ..., round_id: _Optional[str] = ..., request_hash: _Optional[str] = ..., payload_hash: _Optional[str] = ..., event: _Optional[_Union[_events_pb2.DpEvent, _Mapping]] = ..., contributors: _Optional[int] = ..., claimed_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., accountant: _Optional[str] = ..., policy_hash: _Optional[str] = ..., schedule: _Optional[str] = ..., plan_id: _Optional[str] = ..., plan_event: _Optional[_Union[_events_pb2.DpEvent, _Mapping]] = ..., plan_epsilon: _Optional[float] = ..., plan_accountant: _Optional[str] = ...) -> None: ...
 
 class LedgerEntry(_message.Message):
     __slots__ = ("body", "entry_hash", "signature")

@@ -11,9 +11,11 @@ Owns every name that crosses the node/coordinator boundary:
   thumbs values, implicit signals, the release kinds a community's policy names (`RELEASE_KINDS`,
   privacy/policy.py), and the public label lists the coordinator asks about.
 
-Invariant protected (ARCHITECTURE.md invariant 1): a query's cells are public labels only. The
-coordinator sends them and the node counts over them; no key is ever read from a node's data, so an
-answer reveals nothing about which labels a community holds except through its DP noisy counts.
+Invariant protected (ARCHITECTURE.md invariant 1): a count query's cells are public labels only. The
+coordinator sends them and the node counts over them, so an answer reveals nothing about which labels
+a community holds except through its DP noisy counts. The one release whose keys ARE read from a
+node's data is private key selection (`DISCOVERY_KIND`, node/discovery.py): a key leaves only if it
+is label-shaped (`public_label`) and passes a DP threshold, accounted like any release.
 Nothing here imports Flower, the node or the coordinator. The SecAgg+ stage names and keys are the
 protocol's own (privacy/secagg/constants.py, which also checks their order); this module gives the
 stages their message types.
@@ -22,6 +24,8 @@ stages their message types.
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from itertools import combinations
 
 from privacy.secagg.constants import Key as SecAggKey
@@ -34,6 +38,7 @@ class MessageType:
     HELLO = "query.hello"  # public identity and policy facts
     TRAIN = "train"  # one round of user-level DP-SGD
     LEDGER = "query.ledger"  # the signed ledger export
+    BUDGET = "query.budget"  # the node's budget: cap, spent, remaining (public by design; no member counts)
     AGGREGATE = "query.aggregate"  # one DP aggregate query (protos/query.proto Query)
     # SecAgg+ stages, in protocol order (named in privacy/secagg/constants.py)
     SECAGG_KEYS = "query." + Stage.KEYS
@@ -72,6 +77,7 @@ class Record:
     QUERY = "query"  # Key.QUERY: a serialized Query
     ANSWER = "answer"  # Key.ANSWER: a serialized Answer
     POLICY = "policy"  # the node's public policy facts (for the data card)
+    BUDGET = "budget"  # budget reply: Key.EPSILON_CAP, Key.SPENT_EPSILON, Key.REMAINING_EPSILON, ...
 
 
 class Key:
@@ -89,6 +95,14 @@ class Key:
     LICENCES = "licences"
     MAX_QUERY_EPSILON = "max_query_epsilon"
     MIN_CONTRIBUTORS = "min_contributors"
+    # budget reply (with EPSILON_CAP, DELTA, MAX_QUERY_EPSILON): from the node's ledger, no member counts
+    SPENT_EPSILON = "spent_epsilon"
+    REMAINING_EPSILON = "remaining_epsilon"
+    ALLOWED_RELEASES = "allowed_releases"
+    ACCOUNTANT = "accountant"
+    THRESHOLD_EPSILON = "threshold_epsilon"  # what each release's noisy min_contributors test costs
+    PLAN = "plan"  # budget request (optional): JSON {"train": request or null, "queries": [[kind, eps]], "train_share"}
+    QUOTE = "quote"  # budget reply to a PLAN: JSON node/planning.py `quote` (what the ledger would say after)
     # status
     OK = "ok"
     REFUSED = "refused"
@@ -125,9 +139,41 @@ QUERY_KINDS = (
     "coverage",  # counts by language, model, topic
     "implicit_feedback",  # thanks / corrections / rephrasings found in chats
 )
-# What a community's policy may allow (privacy/policy.py): "train" (a DP-SGD reward-model update)
-# and every aggregate query kind.
-RELEASE_KINDS = ("train",) + QUERY_KINDS
+# Private key selection (node/discovery.py): which model names, languages or rating dimensions a
+# community's data holds, released only past a DP threshold (privacy/mechanisms.py
+# `noisy_key_selection`). Its answer's cells are keys read from the data, so it is no count query:
+# it has no `partitions` and is never summed; the coordinator unions what the nodes release.
+DISCOVERY_KIND = "discover_keys"
+KEY_TYPES = ("model", "language", "dimension")
+# The key types each query kind counts over, when the coordinator was given no public list for them
+# (topics come from the fixed public list PUBLIC_TOPICS, assigned on the node).
+QUERY_KEY_TYPES = {"battle_counts": ("model",), "thumbs_rates": ("model",), "rating_histogram": ("dimension",),
+                   "coverage": ("language", "model")}
+DEFAULT_MAX_KEYS = 2  # keys one contributor may add to a discovery (contribution bound)
+
+# What a community's policy may allow (privacy/policy.py): "train" (a DP-SGD reward-model update),
+# every aggregate query kind, and key discovery.
+RELEASE_KINDS = ("train",) + QUERY_KINDS + (DISCOVERY_KIND,)
+
+MAX_LABEL_CHARS = 64
+_LABEL = re.compile(r"[^\W_][\w.:/+\-]*(?: [\w.:/+\-]+){0,2}")
+MAX_LABEL_DIGITS = 6  # a key with more digits (a phone number, an id) is not a label; a release date is not counted
+_DATE = re.compile(r"(?<!\d)(?:19|20)\d\d[-_.]?(?:0[1-9]|1[0-2])[-_.]?(?:0[1-9]|[12]\d|3[01])(?!\d)")
+_EMAIL_LIKE = re.compile(r"[\w.+\-]+(?:@|\s*[(\[]at[)\]]\s*|\s+at\s+)[\w\-]+(?:\.|\s+dot\s+)\w+", re.IGNORECASE)
+
+
+def public_label(value: object) -> bool:
+    """Whether a key read from data may be released as a label (if it passes the DP threshold): at most
+    MAX_LABEL_CHARS characters, NFKC-normal, a letter or digit first, then letters, digits and . : / + - _,
+    at most three space-separated words, no control characters, at most MAX_LABEL_DIGITS digits besides a
+    date (so no phone number or id), nothing e-mail shaped. Anything else (a sentence, an e-mail
+    address, a phone number, chat text) is never released, whatever its count; the node filters by this rule and the
+    coordinator refuses an answer holding a key that breaks it."""
+    return (isinstance(value, str) and 0 < len(value) <= MAX_LABEL_CHARS
+            and unicodedata.normalize("NFKC", value) == value and _LABEL.fullmatch(value) is not None
+            and sum(c.isdigit() for c in _DATE.sub("", value)) <= MAX_LABEL_DIGITS
+            and _EMAIL_LIKE.search(value) is None)
+
 
 # Pairwise outcome: in a battle key (m1, m2, outcome) with m1 < m2, "a" = m1 won; in a pairwise
 # feedback item, "a" = response a won. "both_bad" counts as a tie in the leaderboard.
@@ -149,6 +195,7 @@ class Param:
     BINS = "bins"
     MAX_PARTITIONS = "max_partitions"  # contribution bounds per contributor
     MAX_ROWS_PER_PARTITION = "max_rows_per_partition"
+    KEY = "key"  # discover_keys: which KEY_TYPES to discover (max_partitions: keys per contributor)
 
 
 class QueryError(ValueError):

@@ -7,6 +7,7 @@ dodged by importing inside a function.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,11 @@ def test_invariants_are_cited_from_this_repository():
              for p in _sources(pkg) if "DESIGN invariant" in p.read_text(encoding="utf-8")]
     assert stale == []
     assert "## Invariants" in (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+
+
+def test_coordinator_names_no_node_code_even_in_strings():
+    """A default such as "node.client_app:app" loaded with importlib would dodge the import rules."""
+    hits = [f"{p.relative_to(ROOT)}:{n}" for p in _sources("coordinator")
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+            if re.search(r"[\"']node\.(?!toml\b)[a-z_]+", line)]
+    assert hits == []

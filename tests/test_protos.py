@@ -40,9 +40,9 @@ def test_wire_partitions_are_the_one_cell_layout_of_every_query_kind():
     """protos/wire.py is the only definition of the cell layout: the coordinator builds queries whose
     params it reads, and malformed params are refused with the parameter named."""
     from coordinator.queries import build_query
-    from protos.wire import OUTCOMES, QUERY_KINDS, RELEASE_KINDS, QueryError, partitions
+    from protos.wire import DISCOVERY_KIND, OUTCOMES, QUERY_KINDS, RELEASE_KINDS, QueryError, partitions
 
-    assert RELEASE_KINDS == ("train",) + QUERY_KINDS
+    assert RELEASE_KINDS == ("train",) + QUERY_KINDS + (DISCOVERY_KIND,)
     q = build_query("battle_counts", 1.0, models=["b", "a", "c"])
     cells = partitions(q.name, dict(q.params))
     assert cells[:4] == [("a", "b", o) for o in OUTCOMES] and len(cells) == 3 * len(OUTCOMES)
@@ -73,18 +73,23 @@ def test_rounds_record_round_trips_through_rounds_json(tmp_path):
 
     record = bundle_pb2.RoundsRecord()
     r1 = record.rounds.add(round=1, aggregation="secagg+fedavg", applied=True)
-    r1.contributors.add(node_id="n1", ledger_seq=3, ledger_entry_hash="ab" * 32, claimed_epsilon=0.25)
+    r1.contributors.add(node_id="n1", ledger_seq=3, ledger_entry_hash="ab" * 32, claimed_epsilon=0.25,
+                        sampling_probability=0.2, noise_multiplier=2.5, steps=100)
     record.rounds.add(round=2, aggregation="fedavg", applied=False, refused={"n1": "policy rule privacy.epsilon_cap"})
     write_rounds(tmp_path, record)
     doc = json.loads((tmp_path / ROUNDS).read_text())
     assert doc == [
         {"round": 1, "aggregation": "secagg+fedavg", "applied": True,
-         "contributors": [{"node_id": "n1", "ledger_seq": 3, "ledger_entry_hash": "ab" * 32, "claimed_epsilon": 0.25}],
+         "contributors": [{"node_id": "n1", "ledger_seq": 3, "ledger_entry_hash": "ab" * 32, "claimed_epsilon": 0.25,
+                           "sampling_probability": 0.2, "noise_multiplier": 2.5, "steps": 100}],
          "refused": {}},
         {"round": 2, "aggregation": "fedavg", "applied": False, "contributors": [],
          "refused": {"n1": "policy rule privacy.epsilon_cap"}},
     ]
     assert read_rounds(tmp_path) == record
+    # an older rounds.json, without the DP-SGD parameters, still reads (they are 0: not recorded)
+    (tmp_path / ROUNDS).write_text(json.dumps([{"round": 1, "contributors": [{"node_id": "n1", "ledger_seq": 0}]}]))
+    assert read_rounds(tmp_path).rounds[0].contributors[0].noise_multiplier == 0
     (tmp_path / ROUNDS).write_text(json.dumps([{"round": 1, "aplied": True}]))
     with pytest.raises(BundleError, match="does not parse"):
         read_rounds(tmp_path)

@@ -11,7 +11,8 @@ https://arxiv.org/abs/1710.06963; the tensor layout is in node/dpsgd/data.py):
   norms by ghost clipping without materialising per-sample gradients (Li et al. 2022, "Large
   Language Models Can Be Strong Differentially Private Learners", Section 4;
   https://arxiv.org/abs/2110.05679).
-- `add_noise` then adds N(0, (z*C)^2) to the SUM of clipped gradients, z = `noise_multiplier`
+- `add_noise` then adds discrete Gaussian noise of scale z*C' (C' = 1.01 C, see below) to the SUM
+  of clipped gradients, z = `noise_multiplier`
   (loss_reduction="sum"; for SGD the learning rate is divided by the expected batch size q*N, so
   `lr` means the usual step size on the mean gradient). Opacus runs with noise multiplier 0: it
   only clips, and `add_noise` is the single place the privacy noise is drawn.
@@ -21,9 +22,13 @@ One call = `steps` applications of the subsampled Gaussian mechanism, accounted 
 (`TrainResult.dp_event()`). Replacing one contributor's data changes one clipped summand, so this is
 user-level (add/remove-one-person) DP.
 
-Noise source: a torch Generator seeded from `secrets` (unpredictable, but not a CSPRNG and not
-hardened against floating-point attacks; Opacus' `secure_mode` needs `torchcsprng`, which does not
-install with this torch). Aggregate queries use the integer secure samplers in privacy/ instead.
+Noise source (ARCHITECTURE.md invariant 6): the summed clipped gradient is quantised to a grid
+gamma*Z^d and integer discrete-Gaussian noise is added (`privacy.samplers.gaussian_on_lattice`: exact
+sampler, AES-256-CTR keystream under an os.urandom key). No float noise, no Mersenne Twister, so the
+floating-point attacks on this path (Mironov 2012, CCS; Jin et al. 2022, "Are We There Yet?
+Timing and Floating-Point Attacks on Differential Privacy Systems", S&P, https://arxiv.org/abs/2112.05307)
+have no low-order bits to read. The rounding raises the sensitivity to C' = 1.01 C and the noise to
+z*C', so the noise multiplier, and the accounted event, are unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import time
 import warnings
 from typing import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,24 +46,37 @@ from model.training_config import TRAINING
 from node.dpsgd.data import ContributorTensors
 from node.dpsgd.loss import ContributorBTLoss
 from node.dpsgd.result import TrainResult, make_optimizer, seeded_generator
+from privacy.samplers import SecureUniform, gaussian_on_lattice
 
 __all__ = ["add_noise", "train_dp"]
 
 
-def add_noise(params: Iterable[nn.Parameter], std: float, generator: torch.Generator) -> None:
-    """Add independent N(0, std^2) noise to every coordinate of each parameter's gradient, in place.
+def add_noise(params: Iterable[nn.Parameter], noise_multiplier: float, max_grad_norm: float, rng: SecureUniform) -> None:
+    """Replace each parameter's gradient (the SUM of clipped gradients) by its noised lattice release.
 
-    THE place DP-SGD draws its privacy noise: `std` = noise multiplier x clipping norm, added to the
-    sum of clipped per-contributor gradients (Abadi et al. 2016, Algorithm 1, line "Add noise").
+    THE place DP-SGD draws its privacy noise (Abadi et al. 2016, Algorithm 1, line "Add noise"): the
+    whole gradient vector goes through `privacy.samplers.gaussian_on_lattice` (sensitivity C, noise
+    multiplier z; discrete Gaussian noise from a CSPRNG, see the module docstring).
     """
-    if std == 0:
+    if noise_multiplier == 0:
         return
+    params = list(params)
+    grads = []
     for p in params:
-        g = p.grad
-        if g is None:
+        if p.grad is None:
             raise ValueError("add_noise needs every parameter's gradient (the sum of clipped gradients)")
-        noise = torch.normal(mean=0, std=std, size=g.shape, device=g.device, generator=generator, dtype=g.dtype)
-        p.grad = (g + noise).view_as(p)
+        grads.append(p.grad)
+    flat = np.empty(sum(g.numel() for g in grads), dtype=np.float64)
+    pos = 0
+    for g in grads:
+        flat[pos:pos + g.numel()] = g.detach().reshape(-1).cpu().numpy()
+        pos += g.numel()
+    noisy, _ = gaussian_on_lattice(flat, noise_multiplier, max_grad_norm, rng)
+    pos = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = torch.from_numpy(noisy[pos:pos + n]).to(device=g.device, dtype=g.dtype).view_as(p)
+        pos += n
 
 
 def train_dp(
@@ -79,7 +98,8 @@ def train_dp(
     """User-level DP-SGD on `head` (trained in place). See the module docstring for the algorithm.
 
     `grad_sample_mode`: Opacus' "ghost" (ghost clipping, the default) or "hooks" (per-sample gradients).
-    `sampling_seed` / `noise_seed`: fix only in tests and benchmarks (None: fresh secret seeds).
+    `sampling_seed` / `noise_seed`: fix only in tests and benchmarks (None: fresh secret seeds; a fixed
+    `noise_seed` keys the AES-CTR noise stream by its SHA-256).
     Poisson batches can be empty; a step on an empty batch still adds noise (and still counts).
     `step_times`: if given, each non-empty step's wall time (s) is appended (benchmarks).
     """
@@ -95,8 +115,8 @@ def train_dp(
         raise ValueError("need noise_multiplier >= 0, max_grad_norm > 0, steps >= 0")
     q = float(sampling_probability)
     expected = q * N
-    std = float(noise_multiplier) * float(max_grad_norm)
-    noise_generator = seeded_generator(noise_seed)
+    z, C = float(noise_multiplier), float(max_grad_norm)
+    noise_rng = SecureUniform(noise_seed)
     head.train()
     # The optimizer sees the SUM of clipped gradients + noise. SGD: divide lr by the expected
     # batch size q*N (so `lr` is the step on the mean gradient). Adam is invariant to that scale.
@@ -134,7 +154,7 @@ def train_dp(
                 from tqdm.auto import tqdm
 
                 it = tqdm(sampler, total=steps, desc="DP-SGD", unit="step")
-            params = list(head.parameters())
+            params = [p for p in head.parameters() if p.requires_grad]  # frozen weights get no noise and never move
             t0 = time.perf_counter()
             for batch in it:
                 ts = time.perf_counter()
@@ -144,14 +164,14 @@ def train_dp(
                     # Empty Poisson batch: the sum of clipped gradients is 0, the update is pure noise.
                     for p in params:
                         p.grad = torch.zeros_like(p)
-                    add_noise(params, std, noise_generator)
+                    add_noise(params, z, C, noise_rng)
                     dp_opt.original_optimizer.step()
                     dp_opt.original_optimizer.zero_grad(set_to_none=True)
                     continue
                 loss = dp_crit(model(data.inputs(idx, head.combine)), data.target[idx], data.weight[idx])
                 loss.backward()
                 if dp_opt.pre_step():  # clip and sum (p.grad = sum of clipped gradients)
-                    add_noise(params, std, noise_generator)
+                    add_noise(params, z, C, noise_rng)
                     dp_opt.original_optimizer.step()
                 last = float(loss.item()) / len(idx)
                 n_pairs += int((data.weight[idx] > 0).sum())

@@ -48,7 +48,10 @@ def _side(obj: dict, name: str) -> tuple[list[Message], str]:
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
-    """One arena battle object -> one Record."""
+    """One arena battle object -> one Record (a text-free clean_battle row is read as one)."""
+    if "conversation_a" not in obj and "conversation_b" not in obj:
+        from node.importers import clean_battle
+        return clean_battle.parse(obj, ctx)
     outcome = choice(obj.get("winner"), WINNER, "winner")
     who = ctx.who(obj.get("judge"), "judge")
     turns_a, reply_a = _side(obj, "conversation_a")

@@ -1,6 +1,14 @@
 """Helpers shared by the format importers: field access with precise errors, contributor ids,
 roles, timestamps, stable keys.
 
+Contributor ids (issue 10, finding 6: one person, one unit). An id is the member's id as the community
+knows it, the same whichever format it arrives in: "member-010" from a ShareLM file and from an OpenAI
+file is one person, one privacy unit, and `cairn node forget --contributor member-010` finds them. Every
+importer builds ids through `Context.who` (never by hand): the value from the file, stripped, or the
+operator's `--contributor` override. When two sources' ids collide without being the same people, the
+operator says so at import with `--id-prefix P` (ids become "P:value"); two ids of one person are joined
+with `cairn node link` (node/store.py `Store.link`).
+
 Importers raise `node.schema.SchemaError(message, field)`; `read_records` turns it into a
 `RecordError` that names file, line and field. Messages describe types and allowed values and
 never quote conversation text (ARCHITECTURE.md invariant 1).
@@ -12,8 +20,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from node.redact import contact_kind
 from node.schema import Record, SchemaError
 
 _MISSING = object()
@@ -25,20 +34,28 @@ class Importer:
     name: str  # registry and --format name; also Record.source
     parse: Callable[[dict, "Context"], list[Record]]
     detect: Callable[[dict], bool]  # does this parsed JSON object look like this format?
-    needs_contributor: bool = False  # the format never carries contributor ids: --contributor required
+    # True: the format never carries contributor ids (--contributor required); a callable (first record,
+    # file path) judges it (formats whose ids are optional, e.g. OpenAssistant trees with or without user_id)
+    needs_contributor: bool | Callable[[dict, str], bool] = False
     description: str = ""
+    # formats whose records span several objects (flat message rows rebuilt into trees): takes the file's
+    # raw items and yields what read_records yields; `parse` is then used for nothing but the registry
+    parse_file: Callable[[str, Iterator[Any], "Context"], Iterator[Any]] | None = None
 
 
 @dataclass
 class Context:
-    """What an importer knows besides the object: the operator's contributor override."""
+    """What an importer knows besides the object: the operator's contributor override and id prefix."""
 
     fmt: str
     contributor: str | None = None
     _cache: dict = field(default_factory=dict)
+    path: str | None = None  # the file being read (formats that merge a companion file beside it)
+    id_prefix: str | None = None  # operator's --id-prefix: ids from the file become "prefix:value"
 
     def who(self, value: Any, field_name: str) -> str:
-        """Contributor id: the override when given, else `fmt:value` from the file.
+        """Contributor id: the override when given, else the file's value as the community knows it
+        ("prefix:value" under --id-prefix). Not namespaced by format: one person, one id (module docstring).
 
         Without either, the record cannot be attributed to a person: inventing one id per record
         would under-count a person's contributions and break user-level DP, so it is an error.
@@ -51,7 +68,11 @@ class Context:
             raise SchemaError(
                 "no contributor id in this record; pass --contributor ID to attribute the file to one pseudonymous contributor",
                 field_name)
-        return f"{self.fmt}:{value.strip()}"
+        kind = contact_kind(value)
+        if kind:
+            raise SchemaError(f"this contributor id looks like {kind}; contributor ids are stored in clear, so use a "
+                              "pseudonymous id (or --contributor ID)", field_name)
+        return f"{self.id_prefix}:{value.strip()}" if self.id_prefix else value.strip()
 
     def override(self) -> str:
         """The operator's --contributor id; SchemaError for a format that carries none."""

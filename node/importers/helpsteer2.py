@@ -35,7 +35,10 @@ def split_prompt(prompt: str) -> list[Message]:
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
-    """One HelpSteer2 object -> one Record."""
+    """One HelpSteer2 object -> one Record (a preference row forced to this format is read as one)."""
+    if "response_1" in obj and "response" not in obj:
+        from node.importers import helpsteer2_pref
+        return helpsteer2_pref.parse(obj, ctx)
     who = ctx.override()
     prompt = split_prompt(text(obj, "prompt"))
     feedback = []

@@ -12,7 +12,7 @@ and compared turn by turn:
 The file has no ids: `contributor` is required and is also the owner (the crowdworker wrote the
 human turns and chose). Key: hash of the object.
 
-Detected by: string fields `chosen` and `rejected`.
+Detected by: string fields `chosen` and `rejected` and no `prompt` (with one: the `trl` importer).
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ def _render(turns: list[Message]) -> str:
 
 
 def parse(obj: dict, ctx: Context) -> list[Record]:
-    """One HH-RLHF object -> one Record."""
+    """One HH-RLHF object -> one Record (a TRL row forced to this format is read as TRL's)."""
+    if not (isinstance(obj.get("chosen"), str) and isinstance(obj.get("rejected"), str)) or "prompt" in obj:
+        from node.importers import trl
+        return trl.parse(obj, ctx)
     who = ctx.override()
     chosen = split_turns(text(obj, "chosen"), "chosen")
     rejected = split_turns(text(obj, "rejected"), "rejected")
@@ -76,7 +79,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 def detect(obj: dict) -> bool:
     """Does this object look like HH-RLHF?"""
-    return isinstance(obj.get("chosen"), str) and isinstance(obj.get("rejected"), str)
+    return isinstance(obj.get("chosen"), str) and isinstance(obj.get("rejected"), str) and "prompt" not in obj
 
 
 IMPORTER = Importer(NAME, parse, detect, needs_contributor=True,

@@ -20,7 +20,7 @@ The final message must be the assistant's: it is the response; the messages befo
 prompt. All feedback is about that response and comes from the user ("openai:<user>", or the
 override), who is also the owner. Non-text content parts (images, ...) are dropped.
 
-Detected by: a `messages` list.
+Detected by: a `messages` list (without `chosen`/`rejected`: those rows are `trl`'s).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
 
 def detect(obj: dict) -> bool:
     """Does this object look like OpenAI-style chat messages?"""
-    return isinstance(obj.get("messages"), list)
+    return isinstance(obj.get("messages"), list) and not ("chosen" in obj and "rejected" in obj)
 
 
 IMPORTER = Importer(NAME, parse, detect, description="OpenAI-style messages with thumbs/ratings/comments")

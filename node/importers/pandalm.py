@@ -4,7 +4,7 @@ One comparison per object: `idx`, `motivation_app`, `cmp_key` ("<model1>_<model2
 `input` (may be ""), `response1`, `response2`, `annotator1..3` (1 = response1 better, 2 = response2
 better, 0 = tie). → one Record: prompt = one user message (instruction, then the input after a
 blank line when non-empty), responses = [response1, response2] with their models, and three
-pairwise feedback items from contributors "pandalm:annotator1..3" (or the override). The prompts
+pairwise feedback items from contributors "annotator1..3" (through `Context.who`) (or the override). The prompts
 are a benchmark's, not a member's: owner is None. Key: "idx:<idx>". A response stored as a JSON
 boolean or number (6 rows of the published file have `true`) is kept as its text ("True").
 
@@ -42,7 +42,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
     feedback = []
     for name in ANNOTATORS:
         outcome = choice(get(obj, name, int), OUTCOME, name)
-        who = ctx.contributor or f"{NAME}:{name}"
+        who = ctx.who(name, name)
         feedback.append(Feedback("pairwise", who, {"a": 0, "b": 1, "outcome": outcome, "strength": 1.0}))
     meta = {"app": obj["motivation_app"]} if isinstance(obj.get("motivation_app"), str) else {}
     return [Record(NAME, f"idx:{idx}", [Message("user", prompt)], responses, feedback, owner=None, meta=meta)]

@@ -22,6 +22,18 @@ from node.synth.pool import TextGroup
 ARENA_TIE, ARENA_BOTH_BAD = 0.20, 0.05  # shares of battles judged a tie / both bad
 
 
+# Twelve model names of late 2025, as an arena would show them: none is in any built-in list, so
+# a federation can rank them only through the nodes' private key selection (node/discovery.py).
+CURRENT_MODELS = ("gpt-5", "gpt-5-mini", "claude-opus-4.5", "claude-sonnet-4.5", "gemini-3-pro", "gemini-2.5-flash",
+                  "grok-4", "llama-4-maverick", "deepseek-v3.2", "qwen3-max", "mistral-large-3", "kimi-k2")
+
+
+def named_arena(names: Sequence[str], seed: int) -> dict[str, float]:
+    """{name: planted Bradley-Terry strength} for the given model names (standard normal strengths)."""
+    rng = np.random.default_rng([int(seed), 0xA7E4B])
+    return {str(n): float(s) for n, s in zip(names, rng.normal(0.0, 1.0, len(names)))}
+
+
 def arena_models(n_models: int, seed: int, prefix: str = "model") -> dict[str, float]:
     """{model name: planted Bradley-Terry strength} (standard normal strengths, natural-log scale)."""
     rng = np.random.default_rng([int(seed), 0xA7E4A])

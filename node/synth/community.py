@@ -15,7 +15,7 @@ from typing import Sequence
 from node.node_dir import NodeDir
 from node.schema import Record
 from node.store import Store
-from node.synth.arena import arena_battles, arena_models, arena_records
+from node.synth.arena import arena_battles, arena_models, arena_records, named_arena
 from node.synth.pool import SynthError, TextGroup, default_data_dir, load_text_pool, split_pool
 from node.synth.rule import synth_records
 
@@ -57,10 +57,10 @@ def planted_community(nd: NodeDir, n_contributors: int, *, pairs_per_contributor
     with nd.open_store() as store:
         features = None
         if rule_space != TEXT_SPACE:
-            from model.features import CachedEncoder, featurizer_for
+            from model.features import CachedEncoder, cache_name, featurizer_for
 
             featurizer = featurizer_for(rule_space)
-            features = CachedEncoder(featurizer, store.embedding_cache(featurizer.name))
+            features = CachedEncoder(featurizer, store.embedding_cache(cache_name(featurizer)))
         records = synth_records(n_contributors, pairs_per_contributor, rule_seed, community_seed, train, gamma=gamma,
                                 noise=noise, lexicon_texts=pool, community=name, featurizer=features)
         held = synth_records(max(1, test_pairs // 4), 4, rule_seed, community_seed, test, gamma=gamma, noise=noise,
@@ -74,15 +74,20 @@ def planted_community(nd: NodeDir, n_contributors: int, *, pairs_per_contributor
 
 
 def arena_community(nd: NodeDir, n_contributors: int, n_models: int, *, rule_seed: int = 1, community_seed: int = 0,
-                    truth_out: Path | None = None, data: Path | None = None) -> dict:
+                    truth_out: Path | None = None, data: Path | None = None,
+                    model_names: Sequence[str] | None = None) -> dict:
     """Add `n_contributors` judging battles between `n_models` models whose planted strengths
     (seed `rule_seed`, shared by communities) are written to `truth_out`; battles are seeded by
-    `community_seed` and shown over real text. Returns {"community", "contributors", "added", "models"}."""
+    `community_seed` and shown over real text. `model_names` names the models (e.g. arena.CURRENT_MODELS;
+    default "arena-model-NN"). Returns {"community", "contributors", "added", "models"}."""
+    if model_names is not None:
+        n_models = len(model_names)
     if n_models < 2:
         raise SynthError("an arena needs at least 2 models")
     _, train, _ = _pool(data)
     name = nd.name
-    strengths = arena_models(n_models, rule_seed, prefix="arena-model")
+    strengths = (named_arena(model_names, rule_seed) if model_names is not None
+                 else arena_models(n_models, rule_seed, prefix="arena-model"))
     battles = arena_battles(n_contributors, strengths, community_seed, contributor_prefix=f"{name}-u")
     records = arena_records(battles, train, community_seed, name)
     with nd.open_store() as store:

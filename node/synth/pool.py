@@ -70,8 +70,12 @@ def load_text_pool(paths: Sequence[str | os.PathLike] | None = None, *, max_char
     answer). Texts are stripped and truncated to `max_chars`, responses deduplicated; groups with
     fewer than two distinct responses are dropped. Deterministic order.
     """
+    paths = [default_data_dir()] if paths is None else paths
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise SynthError(f"data not found: {', '.join(missing)} (pass --data DIR or set ${DATA_ENV})")
     merged: dict[str, list[str]] = {}
-    for f in _data_files([default_data_dir()] if paths is None else paths):
+    for f in _data_files(paths):
         for rec in _records(f):
             if not rec.prompt:
                 continue

@@ -8,6 +8,11 @@ method). Methods, tightest first, one module each:
   rdp.py    Renyi DP, converted to (eps, delta) (looser; a fallback only)
   zcdp.py   zero-concentrated DP, only for histories without subsampling
 
+Those compose parameters FIXED IN ADVANCE. A node's cap is enforced against an adaptive coordinator
+by the Renyi privacy filter of filter.py (`adaptive_epsilon`, method "rdp-filter"); the tight PLD
+figure is reported only for what was fixed in advance (a committed training plan). Every
+EpsilonReport says which: `method` and `fixed_in_advance`.
+
 history.py reduces a history (flatten, merge Gaussians) the same way for every method;
 calibration.py inverts the accountant (the noise that reaches a target epsilon).
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
+from privacy.accounting.filter import ADAPTIVE, FILTER_METHOD, PLAN_FIXED, filter_epsilon
 from privacy.accounting.history import AccountingError, flatten
 from privacy.accounting.pld import pld_epsilon
 from privacy.accounting.rdp import rdp_epsilon
@@ -28,9 +34,13 @@ from privacy.events import DpEvent, SelfComposedEvent, event_from_dict, event_to
 
 __all__ = [
     "METHODS",
+    "ADAPTIVE",
     "Accountant",
     "AccountingError",
     "EpsilonReport",
+    "FILTER_METHOD",
+    "PLAN_FIXED",
+    "adaptive_epsilon",
     "epsilon_by_method",
     "epsilon_of",
     "flatten",
@@ -48,9 +58,17 @@ class EpsilonReport:
     delta: float
     method: str  # which method produced `epsilon`
     rho: float | None = None  # zCDP rho of the whole history, None where zCDP does not apply
+    # True: a composition bound, valid for parameters fixed before the releases ran ("pld", "rdp",
+    # "zcdp"). False: the privacy filter's figure (FILTER_METHOD), valid under adaptive choices.
+    fixed_in_advance: bool = True
+
+    @property
+    def label(self) -> str:
+        """How reports name this figure: its method and whether the schedule was fixed in advance."""
+        return f"{self.method}, {'schedule fixed in advance' if self.fixed_in_advance else 'adaptive (privacy filter)'}"
 
     def to_dict(self) -> dict:
-        """JSON-able form: epsilon, delta, method, rho."""
+        """JSON-able form: epsilon, delta, method, rho, fixed_in_advance."""
         return asdict(self)
 
 
@@ -70,7 +88,8 @@ def epsilon_by_method(events: Sequence[DpEvent], delta: float, method: str) -> f
     if method == "zcdp":
         rho = zcdp_rho(events)
         if rho is None:
-            raise AccountingError("zcdp does not apply to a history with Poisson subsampling")
+            raise AccountingError("zcdp does not apply to a history with Poisson subsampling or an "
+                                  "(epsilon, delta) event with delta > 0")
         return zcdp_epsilon(rho, delta)
     raise AccountingError(f"unknown accounting method {method!r} (known: {', '.join(METHODS)})")
 
@@ -80,7 +99,8 @@ def epsilon_of(events: Iterable[DpEvent], delta: float) -> EpsilonReport:
 
     PLD first; RDP is computed too (cheap) and wins only if it is smaller, which is still sound
     because each is an upper bound. If PLD cannot be computed (e.g. a numerically extreme history
-    that exhausts memory), RDP is the fallback.
+    that exhausts memory), RDP is the fallback; a history with an (epsilon, delta) event (delta > 0)
+    has no RDP bound, and PLD alone accounts it.
     """
     _check_delta(delta)
     events = list(events)
@@ -90,9 +110,21 @@ def epsilon_of(events: Iterable[DpEvent], delta: float) -> EpsilonReport:
         candidates.append((pld_epsilon(events, delta), "pld"))
     except (MemoryError, ValueError, OverflowError, FloatingPointError):
         pass
-    candidates.append((rdp_epsilon(events, delta), "rdp"))
+    try:
+        candidates.append((rdp_epsilon(events, delta), "rdp"))
+    except AccountingError:
+        if not candidates:
+            raise
     eps, method = min(candidates, key=lambda c: (c[0], METHODS.index(c[1])))
     return EpsilonReport(epsilon=eps, delta=delta, method=method, rho=rho)
+
+
+def adaptive_epsilon(events: Iterable[DpEvent], delta: float) -> EpsilonReport:
+    """The Renyi privacy filter's figure for `events` at `delta` (privacy/accounting/filter.py): what a
+    node's cap is enforced against, sound when each release's parameters were chosen adaptively."""
+    _check_delta(delta)
+    return EpsilonReport(epsilon=filter_epsilon(list(events), delta), delta=delta, method=FILTER_METHOD,
+                         fixed_in_advance=False)
 
 
 def projected_epsilon(history_events: Iterable[DpEvent], new_event: DpEvent, delta: float) -> EpsilonReport:
@@ -116,11 +148,16 @@ class Accountant:
     def supports(self, event: DpEvent) -> bool:
         """Whether this accountant's method can account `event`."""
         try:
-            groups = flatten([event])
+            flatten([event])
         except AccountingError:
             return False
         if self.method == "zcdp":
-            return all(q == 1.0 for (_, q) in groups)
+            return zcdp_rho([event]) is not None
+        if self.method == "rdp":
+            try:
+                rdp_epsilon([event], 0.5)
+            except AccountingError:
+                return False
         return True
 
     def compose(self, event: DpEvent, count: int = 1) -> Accountant:

@@ -8,20 +8,26 @@ exceeds its target.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
+from privacy.accounting.filter import filter_epsilon
 from privacy.accounting.history import AccountingError
 from privacy.accounting.pld import VALUE_DISCRETIZATION_INTERVAL, pld_epsilon
 from privacy.accounting.rdp import rdp_epsilon
 from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent, DpEvent, SelfComposedEvent, dpsgd_event
 
+# Hard ceiling on a calibrated noise parameter (per unit of sensitivity and of sqrt(uses)): a target that
+# needs more is refused rather than searched for (the search would run for minutes; the answer would be noise).
+MAX_NOISE = 1e4
+
 
 def calibrate_noise(make_event: Callable[[float], DpEvent], target_epsilon: float, delta: float, lo: float = 1e-3,
-                    hi: float = 1.0, rel_tol: float = 1e-3, floor: float = 0.3) -> float:
+                    hi: float = 1.0, rel_tol: float = 1e-3, floor: float = 0.3, ceiling: float = MAX_NOISE) -> float:
     """Smallest noise parameter x >= floor (to rel_tol) with epsilon_of([make_event(x)]) <= target,
     by bisection (epsilon falls as noise grows). Sound: the returned x has been checked against the
     same accountant the ledger uses. Noise below `floor` is never searched: PLDs at tiny noise need
-    gigabytes, and such noise levels give no meaningful protection anyway."""
+    gigabytes, and such noise levels give no meaningful protection anyway. A target that needs noise
+    above `ceiling` is refused (AccountingError naming the target)."""
     if not (target_epsilon > 0):
         raise AccountingError(f"target epsilon must be > 0, got {target_epsilon!r}")
 
@@ -38,9 +44,10 @@ def calibrate_noise(make_event: Callable[[float], DpEvent], target_epsilon: floa
 
     hi, lo = max(hi, floor), floor
     while not ok(hi):  # grow until enough noise (cheap: large noise, small PLDs)
-        lo, hi = hi, hi * 2.0
-        if hi > 1e7:
-            raise AccountingError(f"no noise level reaches epsilon {target_epsilon} at delta {delta}")
+        if hi >= ceiling:
+            raise AccountingError(f"target epsilon {target_epsilon:g} at delta {delta:g} needs noise above the "
+                                  f"ceiling {ceiling:g}: refused")
+        lo, hi = hi, min(hi * 2.0, ceiling)
     if lo == floor and ok(floor):  # the starting noise was already enough: is the floor?
         return floor
     while hi - lo > rel_tol * hi:
@@ -58,10 +65,37 @@ def noise_multiplier_for(target_epsilon: float, delta: float, sampling_probabili
     return calibrate_noise(lambda z: dpsgd_event(sampling_probability, z, steps), target_epsilon, delta)
 
 
+def noise_multiplier_within_filter(history: Sequence[DpEvent], sampling_probability: float, steps: int, cap: float,
+                                   delta: float, at_least: float, rel_tol: float = 1e-3) -> float:
+    """Smallest DP-SGD noise multiplier >= `at_least` whose `steps` steps, after `history`, stay within
+    the (cap, delta) privacy filter (privacy/accounting/filter.py), by bisection on the filter itself:
+    a training plan made this way is never stopped by the cap half-way."""
+    history = list(history)
+
+    def ok(z: float) -> bool:
+        return filter_epsilon([*history, dpsgd_event(sampling_probability, z, steps)], delta) <= cap
+
+    lo, hi = at_least, max(at_least, 1e-3)
+    if ok(hi):
+        return hi
+    while not ok(hi):
+        lo, hi = hi, hi * 2.0
+        if hi > 1e7:
+            raise AccountingError(f"no noise level keeps this plan within the cap {cap} at delta {delta}")
+    while hi - lo > rel_tol * hi:
+        mid = (lo + hi) / 2.0
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def discrete_gaussian_sigma_for(target_epsilon: float, delta: float, sensitivity: int = 1, count: int = 1) -> float:
     """sigma of a discrete Gaussian on integer queries with sensitivity `sensitivity`, used `count` times."""
     return calibrate_noise(
-        lambda s: SelfComposedEvent(DiscreteGaussianEvent(s, sensitivity), int(count)), target_epsilon, delta
+        lambda s: SelfComposedEvent(DiscreteGaussianEvent(s, sensitivity), int(count)), target_epsilon, delta,
+        ceiling=MAX_NOISE * max(1, int(sensitivity)) * max(1, int(count)) ** 0.5,
     )
 
 
@@ -78,5 +112,6 @@ def discrete_laplace_scale_for(target_epsilon: float, delta: float = 0.0, sensit
             raise AccountingError(f"target epsilon must be > 0, got {target_epsilon!r}")
         return count * sensitivity / target_epsilon
     return calibrate_noise(
-        lambda t: SelfComposedEvent(DiscreteLaplaceEvent(t, sensitivity), int(count)), target_epsilon, delta
+        lambda t: SelfComposedEvent(DiscreteLaplaceEvent(t, sensitivity), int(count)), target_epsilon, delta,
+        ceiling=MAX_NOISE * max(1, int(sensitivity)) * max(1, int(count)) ** 0.5,
     )

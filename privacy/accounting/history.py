@@ -5,9 +5,17 @@ each step is exact or conservative, never optimistic.
 
 1. The event tree is flattened to a multiset {(mechanism, q): count}. SelfComposed multiplies
    counts, Composed concatenates, nested Poisson sampling multiplies rates (independent Poisson
-   samples are a Poisson sample). Poisson sampling *of a composite* (the same sample reused by
-   several mechanisms) is accounted WITHOUT amplification (q = 1): subsampling never increases the
-   hockey-stick divergence (joint convexity), so this is sound, merely loose.
+   samples are a Poisson sample). Poisson sampling *of a composite* is ONE shared sample feeding
+   several mechanisms, never k independent samples:
+   - a composite of continuous Gaussians only (e.g. PoissonSampled(q, SelfComposed(Gaussian, k))) is
+     one Gaussian mechanism with mu^2 = sum count * (Delta/sigma)^2 (Dong, Roth & Su 2019, below), so
+     the shared sample is a Poisson-subsampled Gaussian of noise multiplier 1/mu: Poisson subsampling
+     of any mechanism dominated by the pair (N(0,1), N(mu,1)) is dominated by the subsampled pair
+     (Zhu, Dong & Wang 2022, "Optimal Accounting of Differential Privacy via Characteristic
+     Function", Theorem 11, https://arxiv.org/abs/2106.08567). This is what dp_accounting's RDP
+     accountant does for the same shape (`_effective_gaussian_noise_multiplier`);
+   - any other composite is accounted WITHOUT amplification (q = 1): subsampling never increases the
+     hockey-stick divergence (joint convexity), so this is sound, merely loose.
 2. All unsubsampled continuous Gaussians are merged into one Gaussian with
    mu^2 = sum count * (Delta/sigma)^2: composition of Gaussian mechanisms is exactly a Gaussian
    mechanism (Dong, Roth & Su 2019, "Gaussian Differential Privacy", Corollary 2.1 (v1),
@@ -27,6 +35,7 @@ from privacy.events import (
     DiscreteGaussianEvent,
     DiscreteLaplaceEvent,
     DpEvent,
+    EpsilonDeltaEvent,
     GaussianEvent,
     LaplaceEvent,
     NoOpEvent,
@@ -35,7 +44,7 @@ from privacy.events import (
 )
 
 # The mechanisms a history flattens to.
-BASE_EVENTS = (GaussianEvent, DiscreteGaussianEvent, LaplaceEvent, DiscreteLaplaceEvent)
+BASE_EVENTS = (GaussianEvent, DiscreteGaussianEvent, LaplaceEvent, DiscreteLaplaceEvent, EpsilonDeltaEvent)
 
 
 class AccountingError(ValueError):
@@ -55,18 +64,31 @@ def _flatten(event: DpEvent, count: int, q: float, out: Counter) -> None:
         return
     if isinstance(event, BASE_EVENTS):
         out[(event, q)] += count
+    elif isinstance(event, (SelfComposedEvent, ComposedEvent)) and q < 1.0:
+        _shared_sample(event, count, q, out)  # one Poisson sample feeds every part (see module doc)
     elif isinstance(event, SelfComposedEvent):
-        if q < 1.0 and count > 0 and not isinstance(event.event, (*BASE_EVENTS, NoOpEvent)):
-            q = 1.0  # sampling shared by a composite: no amplification (sound, see module doc)
         _flatten(event.event, count * event.count, q, out)
     elif isinstance(event, ComposedEvent):
-        # q < 1 here means one Poisson sample feeds several mechanisms: drop amplification.
         for e in event.events:
-            _flatten(e, count, 1.0 if q < 1.0 else q, out)
+            _flatten(e, count, q, out)
     elif isinstance(event, PoissonSampledEvent):
         _flatten(event.event, count, q * event.sampling_probability, out)
     else:
         raise AccountingError(f"not a DP event: {type(event).__name__}")
+
+
+def _shared_sample(event: DpEvent, count: int, q: float, out: Counter) -> None:
+    """A composite run on ONE Poisson sample at rate q (module doc, step 1): Gaussians only -> one
+    subsampled Gaussian with the composed mu; anything else -> its parts without amplification."""
+    inner = flatten([event])
+    if not inner:
+        return
+    if all(isinstance(ev, GaussianEvent) and qi == 1.0 for (ev, qi) in inner):
+        mu2 = sum(n * (ev.sensitivity / ev.sigma) ** 2 for (ev, _), n in inner.items())
+        out[(GaussianEvent(sigma=1.0 / math.sqrt(mu2), sensitivity=1.0), q)] += count
+        return
+    for key, n in inner.items():
+        out[key] += n * count
 
 
 def merge_gaussians(groups: Counter) -> Counter:

@@ -17,10 +17,18 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
+from dp_accounting.pld import common as pld_common
 from dp_accounting.pld import privacy_loss_distribution as pld_lib
 
 from privacy.accounting.history import AccountingError, flatten, merge_gaussians, sorted_groups
-from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent, DpEvent, GaussianEvent, LaplaceEvent
+from privacy.events import (
+    DiscreteGaussianEvent,
+    DiscreteLaplaceEvent,
+    DpEvent,
+    EpsilonDeltaEvent,
+    GaussianEvent,
+    LaplaceEvent,
+)
 
 # dp_accounting's own default; with pessimistic rounding each discretisation step only adds loss.
 VALUE_DISCRETIZATION_INTERVAL = 1e-4
@@ -64,6 +72,14 @@ def _group_pld(ev: DpEvent, q: float, count: int, interval: float):
             pessimistic_estimate=True,
             value_discretization_interval=interval,
             sampling_prob=q,
+        )
+    elif isinstance(ev, EpsilonDeltaEvent):
+        # The (eps, delta) randomized-response pair dominates every (eps, delta)-DP mechanism (Kairouz,
+        # Oh & Viswanath 2015, https://arxiv.org/abs/1311.0776, Sec. 3); dp_accounting's pessimistic PLD
+        # of it. Poisson sampling of it is not amplified (q ignored: sound, merely loose).
+        base = pld_lib.from_privacy_parameters(
+            pld_common.DifferentialPrivacyParameters(ev.epsilon, ev.delta),
+            value_discretization_interval=interval,
         )
     else:  # pragma: no cover - flatten only yields base events
         raise AccountingError(f"no PLD for {ev!r}")

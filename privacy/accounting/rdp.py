@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 from dp_accounting import dp_event as dpe
 from dp_accounting.rdp import rdp_privacy_accountant as rdp_lib
 
 from privacy.accounting.history import AccountingError, flatten, sorted_groups
-from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent, DpEvent, GaussianEvent, LaplaceEvent
+from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent, DpEvent, EpsilonDeltaEvent, GaussianEvent, LaplaceEvent
 
 
-def _rdp_event(ev: DpEvent, q: float) -> dpe.DpEvent:
+def _rdp_event(ev: DpEvent, q: float, pure_part: bool = False) -> dpe.DpEvent:
     """A dp_accounting event whose RDP curve upper-bounds ours."""
     if isinstance(ev, GaussianEvent):
         g = dpe.GaussianDpEvent(ev.sigma / ev.sensitivity)
@@ -31,13 +32,31 @@ def _rdp_event(ev: DpEvent, q: float) -> dpe.DpEvent:
         return dpe.GaussianDpEvent(ev.sigma / ev.sensitivity)
     if isinstance(ev, LaplaceEvent):
         return dpe.LaplaceDpEvent(ev.scale / ev.sensitivity)
+    if isinstance(ev, EpsilonDeltaEvent) and ev.delta == 0:
+        return dpe.GaussianDpEvent(1.0 / ev.epsilon) if ev.epsilon > 0 else dpe.NoOpDpEvent()  # eps-DP: Prop. 1.4 below
     if isinstance(ev, DiscreteLaplaceEvent):
         # Pure eps0-DP implies eps0^2/2-zCDP (Bun & Steinke 2016, Proposition 1.4,
         # https://arxiv.org/abs/1605.02065) = RDP of a Gaussian with noise multiplier 1/eps0.
         # Subsampling: no amplification claimed.
         eps0 = ev.sensitivity / ev.scale
         return dpe.GaussianDpEvent(1.0 / eps0)
-    raise AccountingError(f"no RDP for {ev!r}")  # pragma: no cover
+    if isinstance(ev, EpsilonDeltaEvent) and pure_part:
+        # Only for the privacy filter (privacy/accounting/filter.py), which adds ev.delta to its delta:
+        # the pure eps-DP mechanism the release is delta-close to in total variation, eps^2/2-zCDP.
+        return dpe.GaussianDpEvent(1.0 / ev.epsilon) if ev.epsilon > 0 else dpe.NoOpDpEvent()
+    # EpsilonDeltaEvent with delta > 0 has no RDP curve: epsilon_of then uses PLD alone.
+    raise AccountingError(f"no RDP for {ev!r}")
+
+
+def rdp_curve(events: Sequence[DpEvent], orders: Sequence[float], pure_part: bool = False) -> np.ndarray:
+    """The history's RDP curve (the sum of each event's Renyi divergence bound) at `orders`, by
+    dp_accounting's RDP accountant (an order it cannot evaluate is +inf: never within a budget).
+    `pure_part`: an (epsilon, delta) event counts by its pure epsilon part (the caller accounts its delta)."""
+    acc = rdp_lib.RdpAccountant(orders=list(orders))
+    for (ev, q), n in sorted_groups(flatten(events)):
+        acc.compose(_rdp_event(ev, q, pure_part), n)
+    curve = np.asarray(acc._rdp, dtype=float)  # the accountant's running sum; no public getter in 0.6.0
+    return np.where(np.isnan(curve), np.inf, curve)
 
 
 def rdp_epsilon(events: Sequence[DpEvent], delta: float) -> float:

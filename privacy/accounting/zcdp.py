@@ -13,15 +13,19 @@ from dp_accounting import dp_event as dpe
 from dp_accounting.rdp import rdp_privacy_accountant as rdp_lib
 
 from privacy.accounting.history import flatten
-from privacy.events import DiscreteGaussianEvent, DpEvent, GaussianEvent
+from privacy.events import DiscreteGaussianEvent, DpEvent, EpsilonDeltaEvent, GaussianEvent
 
 
 def zcdp_rho(events: Sequence[DpEvent]) -> float | None:
-    """rho of the whole history, or None if any part is subsampled (zCDP has no tight amplification)."""
+    """rho of the whole history, or None if any part is subsampled (zCDP has no tight amplification)
+    or only (epsilon, delta)-DP with delta > 0 (no zCDP bound exists for it)."""
     rho = 0.0
     for (ev, q), n in flatten(events).items():
-        if q < 1.0:
+        if q < 1.0 or (isinstance(ev, EpsilonDeltaEvent) and ev.delta > 0):
             return None
+        if isinstance(ev, EpsilonDeltaEvent):  # pure eps-DP: eps^2/2-zCDP (Bun & Steinke, Prop. 1.4)
+            rho += n * ev.epsilon * ev.epsilon / 2.0
+            continue
         if isinstance(ev, (GaussianEvent, DiscreteGaussianEvent)):
             # Bun & Steinke 2016 Prop. 1.6; discrete: Canonne, Kamath & Steinke 2020 Thm. 4
             # (https://arxiv.org/abs/2004.00010).

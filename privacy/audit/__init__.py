@@ -16,7 +16,10 @@ them in this order (read each module's docstring for what its checks catch):
   epsilon.py      claims:<node>, epsilon:<node>  the claims, against the independent recomputation
   policy.py       policy:<node>               what of the community's policy is checkable
   and last:
-  lineage.py      lineage:<artifact>, rounds  every artifact and round traces to verified ledger entries
+  lineage.py      lineage:<artifact>, rounds  every artifact and round traces to verified ledger entries,
+                                              the rounds' DP-SGD parameters are their ledger events'
+  statistics.py   statistics                  every statistics.json answer is its ledger event (noise,
+                                              sensitivity, partitions, delta, epsilon)
 
 The recomputation (recompute.py) is independent of the node's accountant: it uses dp_accounting
 directly and never imports privacy/accounting. The result model is result.py; plain-language event
@@ -30,13 +33,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from privacy.audit import epsilon, files, ledgers, lineage, manifest, policy, signatures
+from privacy.audit import epsilon, files, ledgers, lineage, manifest, policy, signatures, statistics
 from privacy.audit.context import AuditContext, NodeContext, node_label, short
 from privacy.audit.result import EPSILON_TOLERANCE, FAIL, PASS, SKIP, WARN, AuditResult, Check, EntryAudit, NodeAudit
 
 BUNDLE_CHECKS = (signatures.check, files.check)  # after the manifest parsed
 NODE_CHECKS = (ledgers.check, epsilon.check, policy.check)  # per node, with ctx.node set
-FINAL_CHECKS = (lineage.check,)  # once every ledger was read
+FINAL_CHECKS = (lineage.check, statistics.check)  # once every ledger was read
 
 
 def verify_bundle(path, *, policies: dict | None = None, strict: bool = False, coordinator_key: bytes | None = None,

@@ -32,6 +32,10 @@ def describe_event(ev: events_pb2.DpEvent) -> tuple[str, dict]:
     if which == "composed":
         parts = [describe_event(e) for e in ev.composed.events]
         return "; then ".join(w for w, _ in parts) or "nothing", {"mechanism": "composed", "parts": [p for _, p in parts]}
+    if which == "epsilon_delta":
+        g = ev.epsilon_delta
+        return (f"a mechanism proven ({g.epsilon:.4g}, {g.delta:.3g})-DP (thresholded key selection)",
+                {"mechanism": which, "epsilon": g.epsilon, "delta": g.delta})
     if which == "no_op":
         return "no private release", {"mechanism": "no_op"}
     return "missing event", {}

@@ -3,8 +3,13 @@
   claims:<node>   the manifest's epsilon / delta / accountant for the node are those of its last
                   ledger entry; every entry is at the node's declared delta
   epsilon:<node>  every entry's cumulative claimed epsilon is at least what the logged events give
-                  (privacy/audit/recompute.py), within EPSILON_TOLERANCE; a claim far above the
-                  recomputation (LOOSE_FACTOR) is a WARN (sound, but loose)
+                  (privacy/audit/recompute.py): a privacy-filter claim ("rdp-filter", schedule
+                  "adaptive", the bound the cap is enforced with) at least the recomputed filter figure,
+                  to float noise (EPSILON_TOLERANCE); a legacy claim (no schedule: a PLD/RDP figure for
+                  parameters fixed in advance) at least the fine-grid PLD/RDP within PLD_TOLERANCE,
+                  with a WARN naming the filter figure; a plan-fixed PLD figure only on entries that
+                  follow a training plan their first entry committed, at least its recomputation; a
+                  claim far above the recomputation (LOOSE_FACTOR) is a WARN (sound, but loose)
 
 Protects ARCHITECTURE.md invariant 5 (epsilon is never under-reported). Fills `ctx.node.audit`
 (one EntryAudit per entry) for the report.
@@ -16,9 +21,14 @@ import math
 
 from privacy.audit.context import AuditContext, first_and_more
 from privacy.audit.describe import describe_event
-from privacy.audit.recompute import FINE_DISCRETIZATION_INTERVAL, recompute_epsilons
-from privacy.audit.result import EPSILON_TOLERANCE, FAIL, LOOSE_FACTOR, PASS, WARN, EntryAudit
+from privacy.audit.recompute import FINE_DISCRETIZATION_INTERVAL, recompute_epsilons, recompute_filter_epsilons
+from privacy.audit.result import EPSILON_TOLERANCE, FAIL, LOOSE_FACTOR, PASS, PLD_TOLERANCE, WARN, EntryAudit
 from privacy.events import EventError, event_from_proto
+
+# The labels a ledger entry carries since issue 10 (privacy/accounting/filter.py defines them for the node;
+# restated here: the auditor does not import the node's accountant).
+FILTER_METHOD = "rdp-filter"
+ADAPTIVE = "adaptive"
 
 
 def check(ctx: AuditContext) -> None:
@@ -67,38 +77,104 @@ def _check_epsilon(ctx: AuditContext) -> None:
     if not (0 < delta < 1):
         ep.append(f"declared delta {delta!r} is not in (0, 1)")
     recomputed: list[tuple[float, float]] = []
+    filt: list[float] = []
     if not bad_event and 0 < delta < 1 and entries:
         recomputed = recompute_epsilons(events, delta)
-        if any(e.body.claimed_epsilon < min(r) - 1e-9 for e, r in zip(entries, recomputed)):
-            recomputed = recompute_epsilons(events, delta, FINE_DISCRETIZATION_INTERVAL)  # confirm on the fine grid
+        filt = recompute_filter_epsilons(events, delta)
+        if any(_legacy(e.body) for e in entries):  # PLD claims are held to the fine grid (result.py PLD_TOLERANCE)
+            recomputed = recompute_epsilons(events, delta, FINE_DISCRETIZATION_INTERVAL)
+    legacy = 0
     for i, e in enumerate(entries):
         b = e.body
         words, params = describe_event(b.event)
+        audit = EntryAudit(b.seq, b.created_at, b.release_kind, b.round_id, b.contributors, words, params,
+                           b.claimed_epsilon, None, None, None, b.target_delta, b.accountant, b.policy_hash,
+                           schedule=b.schedule, plan_id=b.plan_id,
+                           plan_epsilon=b.plan_epsilon if b.plan_id else None)
+        na.entries.append(audit)
         if not recomputed:
-            na.entries.append(EntryAudit(b.seq, b.created_at, b.release_kind, b.round_id, b.contributors, words, params,
-                                         b.claimed_epsilon, None, None, None, b.target_delta, b.accountant, b.policy_hash))
             continue
         pld_e, rdp_e = recomputed[i]
-        rec = min(pld_e, rdp_e)
-        na.entries.append(EntryAudit(b.seq, b.created_at, b.release_kind, b.round_id, b.contributors, words, params,
-                                     b.claimed_epsilon, rec, pld_e, rdp_e, b.target_delta, b.accountant, b.policy_hash))
+        audit.pld_epsilon, audit.rdp_epsilon, audit.recomputed_filter = pld_e, rdp_e, filt[i]
         claimed = b.claimed_epsilon
-        if math.isnan(claimed) or claimed < rec * (1 - EPSILON_TOLERANCE) - 1e-9:
-            ep.append(f"seq {b.seq} ({b.release_kind}, round {b.round_id or '-'}): claimed cumulative epsilon {claimed:.6g} is "
-                      f"BELOW the independent recomputation {rec:.6g} (PLD {pld_e:.6g}, RDP {rdp_e:.6g}, delta {delta:g}): "
-                      "under-reported")
+        where = f"seq {b.seq} ({b.release_kind}, round {b.round_id or '-'})"
+        if _legacy(b):
+            legacy += 1
+            rec = audit.recomputed_epsilon = min(pld_e, rdp_e)
+            below = math.isnan(claimed) or claimed < rec * (1 - PLD_TOLERANCE)
+        else:
+            rec = audit.recomputed_epsilon = filt[i]
+            if b.schedule != ADAPTIVE or b.accountant != FILTER_METHOD:
+                ep.append(f"{where}: schedule {b.schedule!r} with accountant {b.accountant!r}: a cumulative claim is "
+                          f"the privacy filter's ({FILTER_METHOD!r}, {ADAPTIVE!r}) or a legacy PLD/RDP one")
+            below = math.isnan(claimed) or claimed < rec - EPSILON_TOLERANCE * max(1.0, abs(rec))
+        if below:
+            how = f"legacy: PLD {pld_e:.6g}, RDP {rdp_e:.6g}" if _legacy(b) else FILTER_METHOD
+            ep.append(f"{where}: claimed cumulative epsilon {claimed:.9g} is BELOW the independent recomputation "
+                      f"{rec:.9g} ({how}, delta {delta:g}): under-reported")
         elif claimed > rec * LOOSE_FACTOR + 1e-9:
             warns.append(f"seq {b.seq}: claimed {claimed:.6g} is far above the recomputed {rec:.6g} (sound, but loose)")
+    ep += _plan_problems(entries, na.entries, delta)
+    if legacy:
+        warns.append(f"{legacy} legacy entr{'y claims' if legacy == 1 else 'ies claim'} a composition figure for parameters "
+                     f"fixed in advance (no schedule); under an adaptive coordinator the sound cumulative figure is the "
+                     f"privacy filter's, recomputed {filt[-1] if filt else float('nan'):.4f}")
     if recomputed:
-        na.recomputed_epsilon = min(recomputed[-1])
-        if node.claimed_epsilon < na.recomputed_epsilon * (1 - EPSILON_TOLERANCE) - 1e-9:
-            ep.append(f"the manifest's epsilon {node.claimed_epsilon:.6g} is below the recomputed {na.recomputed_epsilon:.6g}")
+        na.recomputed_epsilon = na.entries[-1].recomputed_epsilon
+        na.schedule = entries[-1].body.schedule
+        tol = PLD_TOLERANCE * (na.recomputed_epsilon or 0.0) if _legacy(entries[-1].body) else \
+            EPSILON_TOLERANCE * max(1.0, na.recomputed_epsilon or 0.0)
+        if node.claimed_epsilon < (na.recomputed_epsilon or 0.0) - tol:
+            ep.append(f"the manifest's epsilon {node.claimed_epsilon:.9g} is below the recomputed {na.recomputed_epsilon:.9g}")
     elif not entries:
         na.recomputed_epsilon = 0.0
     name = f"epsilon:{ctx.node.label}"
     if ep:
         ctx.add(name, FAIL, first_and_more(ep), node.node_id, ep + warns)
     else:
+        how = (f"{FILTER_METHOD}, adaptive; the cap's bound" if not legacy else
+               f"{FILTER_METHOD} for {len(entries) - legacy}, legacy PLD/RDP for {legacy}")
         msg = (f"every claim reproduced: final {node.claimed_epsilon:.4f} claimed vs {na.recomputed_epsilon:.4f} recomputed "
-               f"(dp_accounting PLD/RDP, delta {delta:g}, tolerance {EPSILON_TOLERANCE:.0%})")
+               f"({how}; dp_accounting, delta {delta:g}, tolerance {EPSILON_TOLERANCE:g} relative)")
         ctx.add(name, WARN if warns else PASS, msg, node.node_id, warns)
+
+
+def _legacy(b) -> bool:
+    """An entry written before issue 10: no schedule, a PLD/RDP figure for parameters fixed in advance."""
+    return not b.schedule and b.accountant != FILTER_METHOD
+
+
+def _plan_problems(entries: list, audits: list[EntryAudit], delta: float) -> list[str]:
+    """A plan-fixed figure is honoured only for a plan committed by its first entry and followed after:
+    every later entry of the plan repeats it, each entry's event is one planned round, no more rounds
+    than planned; the claimed plan epsilon is at least its independent recomputation."""
+    out: list[str] = []
+    committed: dict[str, tuple[bytes, int, int]] = {}  # plan id -> (plan bytes, rounds, entries seen)
+    for e, a in zip(entries, audits):
+        b = e.body
+        if not b.plan_id:
+            if b.HasField("plan_event") or b.plan_epsilon:
+                out.append(f"seq {b.seq}: a plan figure without a plan id")
+            continue
+        if not b.HasField("plan_event") or b.plan_event.WhichOneof("event") != "self_composed":
+            out.append(f"seq {b.seq}: plan {b.plan_id!r} names no committed plan (SelfComposed(round event, rounds))")
+            continue
+        raw = b.plan_event.SerializeToString(deterministic=True)
+        if b.plan_id not in committed:
+            committed[b.plan_id] = (raw, int(b.plan_event.self_composed.count), 0)
+        plan_raw, rounds, seen = committed[b.plan_id]
+        if raw != plan_raw:
+            out.append(f"seq {b.seq}: plan {b.plan_id!r} differs from the plan its first entry committed")
+        if b.event.SerializeToString(deterministic=True) != b.plan_event.self_composed.event.SerializeToString(deterministic=True):
+            out.append(f"seq {b.seq}: the release is not a round of its committed plan {b.plan_id!r}")
+        if seen + 1 > rounds:
+            out.append(f"seq {b.seq}: plan {b.plan_id!r} committed {rounds} round(s); this is round {seen + 1}")
+        committed[b.plan_id] = (plan_raw, rounds, seen + 1)
+        rec = min(recompute_epsilons([b.plan_event], delta)[0])
+        if b.plan_epsilon < rec:
+            rec = min(recompute_epsilons([b.plan_event], delta, FINE_DISCRETIZATION_INTERVAL)[0])
+        a.recomputed_plan = rec
+        if math.isnan(b.plan_epsilon) or b.plan_epsilon < rec * (1 - PLD_TOLERANCE):
+            out.append(f"seq {b.seq}: plan {b.plan_id!r} claims epsilon {b.plan_epsilon:.9g}, BELOW its independent "
+                       f"recomputation {rec:.9g} (pld, fixed in advance)")
+    return out

@@ -3,7 +3,8 @@
   lineage:<artifact>  every source (node, ledger seq, entry hash) of every artifact in the manifest is
                       an entry of that node's verified ledger
   rounds              every contributor of every round in rounds.json (protos/bundle.py RoundsRecord)
-                      is such an entry too, with the same claimed epsilon, and every applied round's
+                      is such an entry too, with the same claimed epsilon and the same DP-SGD
+                      parameters (q, z, steps) as its ledger event, and every applied round's
                       contributors are sources of the model artifact; a model is published exactly
                       when a round was applied
 
@@ -17,6 +18,7 @@ import math
 
 from privacy.audit.context import AuditContext, node_label, short
 from privacy.audit.result import FAIL, PASS
+from privacy.events import EventError, dpsgd_params, event_from_proto
 from protos import bundle, bundle_pb2, ledger_pb2
 
 EntryIndex = dict[str, dict[int, ledger_pb2.LedgerEntry]]  # node_id -> seq -> entry
@@ -63,9 +65,13 @@ def _source_problem(idx: EntryIndex, nodes_by_id: dict, node_id: str, seq: int, 
 def _check_rounds(ctx: AuditContext, idx: EntryIndex, nodes_by_id: dict) -> None:
     manifest = ctx.manifest
     assert manifest is not None
+    has_model = any(a.path.startswith("model/") for a in manifest.artifacts) or any(
+        f.path.startswith("model/") for f in manifest.files)
     if not (ctx.root / bundle.ROUNDS).exists():
         if any(f.path == bundle.ROUNDS for f in manifest.files):
             ctx.add("rounds", FAIL, "rounds.json is listed but missing")
+        elif has_model:  # a model with no record of the rounds that trained it
+            ctx.add("rounds", FAIL, "the bundle publishes a model but no rounds.json")
         return
     try:
         rounds = list(bundle.read_rounds(ctx.root).rounds)
@@ -75,8 +81,6 @@ def _check_rounds(ctx: AuditContext, idx: EntryIndex, nodes_by_id: dict) -> None
     model_sources = {(s.node_id, s.ledger_seq, bytes(s.ledger_entry_hash))
                      for a in manifest.artifacts if a.path.startswith("model/") for s in a.sources}
     probs, n = [], 0
-    has_model = any(a.path.startswith("model/") for a in manifest.artifacts) or any(
-        f.path.startswith("model/") for f in manifest.files)
     applied = [r for r in rounds if r.applied and r.contributors]
     if applied and not has_model:
         probs.append(f"{len(applied)} round(s) were applied but the bundle publishes no model")
@@ -86,6 +90,10 @@ def _check_rounds(ctx: AuditContext, idx: EntryIndex, nodes_by_id: dict) -> None
         for c in r.contributors:
             n += 1
             probs += [f"round {r.round}: {p}" for p in _contributor_problems(idx, nodes_by_id, r, c, model_sources)]
+    # the converse: every source of the model is a contribution of an applied round (none withheld)
+    in_rounds = {(c.node_id, c.ledger_seq) for r in applied for c in r.contributors}
+    probs += [f"model source node {nid[:16]} seq {seq} is in no applied round"
+              for nid, seq, _ in sorted(model_sources) if (nid, seq) not in in_rounds]
     ctx.add("rounds", FAIL if probs else PASS,
             (f"{len(probs)} problem(s): {probs[0]}" if probs else
              f"{len(rounds)} round(s), {n} contribution(s), each accounted by a ledger entry"), None, probs)
@@ -105,6 +113,27 @@ def _contributor_problems(idx: EntryIndex, nodes_by_id: dict, r: bundle_pb2.Roun
     if not math.isclose(c.claimed_epsilon, entry.body.claimed_epsilon, rel_tol=1e-12, abs_tol=1e-12):
         out.append(f"node {label} seq {seq}: rounds.json says epsilon {c.claimed_epsilon:.6g}, "
                    f"the ledger {entry.body.claimed_epsilon:.6g}")
+    out += _dpsgd_mismatch(label, seq, c, entry)
     if r.applied and model_sources and (nid, seq, h) not in model_sources:
         out.append(f"node {label} seq {seq} is not a source of the model")
+    return out
+
+
+def _dpsgd_mismatch(label: str, seq: int, c: bundle_pb2.RoundContributor, entry: ledger_pb2.LedgerEntry) -> list[str]:
+    """What rounds.json says the round used (q, z, steps) must be the ledger event it names (issue 10).
+    Older bundles record none of the three (all 0): nothing to compare."""
+    if not (c.sampling_probability or c.noise_multiplier or c.steps):
+        return []
+    try:
+        sgd = dpsgd_params(event_from_proto(entry.body.event))
+    except (EventError, ValueError):
+        sgd = None
+    if sgd is None:
+        return [f"node {label} seq {seq}: rounds.json records DP-SGD parameters, the ledger event is not DP-SGD"]
+    out = []
+    for what, said, logged in (("sampling rate q", c.sampling_probability, sgd.sampling_probability),
+                               ("noise multiplier z", c.noise_multiplier, sgd.noise_multiplier),
+                               ("steps", float(c.steps), float(sgd.steps))):
+        if not math.isclose(said, logged, rel_tol=1e-12, abs_tol=0.0):
+            out.append(f"node {label} seq {seq}: rounds.json says {what} {said:.9g}, the ledger event {logged:.9g}")
     return out

@@ -5,7 +5,8 @@ force, but not necessarily the policy text. So:
   - always: every entry names a policy; a policy change mid-ledger is a WARN naming where;
   - when the policy text is available (a bundle file `policies/<node_id>.toml`, or given by the
     auditor, e.g. obtained from the community): its hash must be the entries' policy_hash, its delta
-    the declared delta, the recomputed and claimed epsilon at most its epsilon_cap, DP-SGD entries
+    the declared delta, the declared delta at most its max_delta (without the text: at most the
+    default ceiling 1e-5), the recomputed and claimed epsilon at most its epsilon_cap, DP-SGD entries
     at or above its noise floor and at or below its sampling-rate ceiling, release kinds allowed;
   - otherwise the cap check is SKIP, saying why (`strict=True` turns SKIP into FAIL).
 Protects ARCHITECTURE.md invariant 3 (nodes enforce their own policy; the auditor checks it held).
@@ -16,10 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from privacy.audit.context import AuditContext, first_and_more, short
-from privacy.audit.result import EPSILON_TOLERANCE, FAIL, PASS, SKIP, WARN
+from privacy.audit.result import EPSILON_TOLERANCE, FAIL, PASS, PLD_TOLERANCE, SKIP, WARN
 from privacy.events import EventError, dpsgd_params, event_from_proto
 from privacy.policy import Policy, PolicyError, load_policy
 from protos import bundle_pb2, ledger_pb2
+
+DEFAULT_MAX_DELTA = 1e-5  # privacy/policy.py's default max_delta: the ceiling without a policy text
 
 
 def check(ctx: AuditContext) -> None:
@@ -39,6 +42,9 @@ def check(ctx: AuditContext) -> None:
         warns.append(f"the policy changed at seq {', '.join(map(str, changes))}")
     path = find_policy(ctx.root, node, ctx.policies)
     if path is None:
+        if node.delta > DEFAULT_MAX_DELTA:
+            pp.append(f"declared delta {node.delta:g} is above the default ceiling {DEFAULT_MAX_DELTA:g} "
+                      "(privacy.max_delta; give the policy text if the community declared a higher one)")
         if pp:
             ctx.add(name, FAIL, pp[0], node.node_id, pp + warns)
             return
@@ -57,8 +63,14 @@ def check(ctx: AuditContext) -> None:
         _entry_problems(entry, policy, h, last=entry.body.seq == entries[-1].body.seq, pp=pp, warns=warns)
     if policy.delta != node.delta:
         pp.append(f"declared delta {node.delta:g} is not the policy's {policy.delta:g}")
-    if na.recomputed_epsilon is not None and na.recomputed_epsilon > policy.epsilon_cap * (1 + EPSILON_TOLERANCE):
-        pp.append(f"recomputed epsilon {na.recomputed_epsilon:.6g} exceeds the cap {policy.epsilon_cap:g}")
+    if node.delta > policy.max_delta:
+        pp.append(f"declared delta {node.delta:g} is above the policy's ceiling privacy.max_delta {policy.max_delta:g}")
+    if policy.max_delta > DEFAULT_MAX_DELTA:
+        warns.append(f"the policy's delta ceiling {policy.max_delta:g} is above the default {DEFAULT_MAX_DELTA:g}")
+    # a privacy-filter figure is recomputed to float noise; a legacy (fixed-in-advance PLD) one within PLD_TOLERANCE
+    tol = EPSILON_TOLERANCE if na.schedule else PLD_TOLERANCE
+    if na.recomputed_epsilon is not None and na.recomputed_epsilon > policy.epsilon_cap * (1 + tol):
+        pp.append(f"recomputed epsilon {na.recomputed_epsilon:.9g} exceeds the cap {policy.epsilon_cap:g}")
     if pp:
         ctx.add(name, FAIL, first_and_more(pp), node.node_id, pp + warns)
     else:
@@ -95,7 +107,9 @@ def _entry_problems(e: ledger_pb2.LedgerEntry, policy: Policy, h: str, *, last: 
         sgd = dpsgd_params(event_from_proto(b.event))
     except (EventError, ValueError):
         sgd = None  # an invalid event already FAILs the epsilon check
-    if sgd is not None:
+    if sgd is None:  # the release gate only ever writes one DP-SGD event for a train release
+        pp.append(f"seq {b.seq}: a train release must be one DP-SGD event (privacy.events.dpsgd_event)")
+    else:
         z, q = sgd.noise_multiplier, sgd.sampling_probability
         if z < policy.min_noise_multiplier * (1 - 1e-12):
             pp.append(f"seq {b.seq}: noise multiplier {z:.4g} is below the policy floor {policy.min_noise_multiplier:g}")

@@ -10,7 +10,12 @@ lacks: the discrete Gaussian (no dp_event exists for it) and Poisson-sampled dis
 both with the library's exact PLDs for integer queries (`from_discrete_gaussian_mechanism`,
 `from_discrete_laplace_mechanism`; Canonne, Kamath & Steinke 2020, "The Discrete Gaussian for
 Differential Privacy", NeurIPS, https://arxiv.org/abs/2004.00010). Poisson sampling of a composite
-event is accounted without amplification (sound: post-processing).
+event is ONE shared sample: a composite of Gaussians only is the Gaussian of the composed mu (Dong,
+Roth & Su 2019, https://arxiv.org/abs/1905.02383, Corollary 2.1) on that sample, i.e. a
+Poisson-subsampled Gaussian of noise multiplier 1/mu (Zhu, Dong & Wang 2022,
+https://arxiv.org/abs/2106.08567, Theorem 11); dp_accounting's RDP accountant reads the same shape
+this way (`PoissonSampledDpEvent` over Composed/SelfComposed Gaussians). Any other composite under
+sampling is accounted without amplification (sound: subsampling never increases the divergence).
 
 dp_accounting's RDP accountant is run as a second, looser sound bound; the recomputed epsilon is the
 smaller of the two. This protects ARCHITECTURE.md invariant 5 (epsilon is never under-reported): a
@@ -24,6 +29,7 @@ import math
 
 import attr
 from dp_accounting import dp_event as dpe
+from dp_accounting.pld import common as pld_common
 from dp_accounting.pld import privacy_loss_distribution as pld_lib
 from dp_accounting.rdp import rdp_privacy_accountant as rdp_acc
 
@@ -45,6 +51,18 @@ class DiscreteGaussianDpEvent(dpe.DpEvent):
 
     sigma: float
     sensitivity: int
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class EpsilonDeltaDpEvent(dpe.DpEvent):
+    """A mechanism known only to be (epsilon, delta)-DP (thresholded key selection). dp_accounting
+    0.6 has no event for it; its PLD is the library's `from_privacy_parameters`, the (eps, delta)
+    randomized-response pair that dominates every (eps, delta)-DP mechanism (Kairouz, Oh &
+    Viswanath 2015, "The Composition Theorem for Differential Privacy",
+    https://arxiv.org/abs/1311.0776, Sec. 3). No RDP curve exists for delta > 0."""
+
+    epsilon: float
+    delta: float
 
 
 def to_dp_event(ev: events_pb2.DpEvent) -> dpe.DpEvent:
@@ -70,7 +88,33 @@ def to_dp_event(ev: events_pb2.DpEvent) -> dpe.DpEvent:
         return dpe.ComposedDpEvent(events=[to_dp_event(e) for e in ev.composed.events])
     if which == "no_op":
         return dpe.NoOpDpEvent()
+    if which == "epsilon_delta":
+        return EpsilonDeltaDpEvent(epsilon=ev.epsilon_delta.epsilon, delta=ev.epsilon_delta.delta)
     raise EventError("DpEvent message has no event set")
+
+
+def gaussian_noise_multiplier(event: dpe.DpEvent) -> float | None:
+    """1/mu of a nested Composed/SelfComposed structure of Gaussians only (mu^2 = sum of
+    1/noise_multiplier^2, Dong, Roth & Su 2019, Corollary 2.1); 0 for a zero-noise part; None for
+    any other event (a single Gaussian is not a composite and is handled directly)."""
+    def inv2(e: dpe.DpEvent) -> float | None:
+        if isinstance(e, dpe.GaussianDpEvent):
+            return math.inf if e.noise_multiplier == 0 else e.noise_multiplier ** -2
+        if isinstance(e, dpe.NoOpDpEvent):
+            return 0.0
+        if isinstance(e, dpe.SelfComposedDpEvent):
+            v = inv2(e.event)
+            return None if v is None else (0.0 if e.count == 0 else v * e.count)
+        if isinstance(e, dpe.ComposedDpEvent):
+            parts = [inv2(x) for x in e.events]
+            return None if any(v is None for v in parts) else float(sum(parts))  # type: ignore[arg-type]
+        return None
+    if not isinstance(event, (dpe.SelfComposedDpEvent, dpe.ComposedDpEvent)):
+        return None
+    total = inv2(event)
+    if total is None or total == 0:
+        return None
+    return 0.0 if math.isinf(total) else 1.0 / math.sqrt(total)
 
 
 class PLDComposer:
@@ -130,8 +174,18 @@ class PLDComposer:
                 self._add(pld_lib.from_discrete_laplace_mechanism(
                     parameter=inner.noise_parameter, sensitivity=inner.sensitivity, value_discretization_interval=vdi,
                     sampling_prob=q), count, always=q == 1.0)
+        elif isinstance(inner, EpsilonDeltaDpEvent):  # sampling of it: no amplification claimed
+            self._add(pld_lib.from_privacy_parameters(
+                pld_common.DifferentialPrivacyParameters(inner.epsilon, inner.delta), value_discretization_interval=vdi),
+                count, always=True)
+        elif sampled and (nm := gaussian_noise_multiplier(inner)) is not None:
+            if nm == 0:
+                self.non_private = True
+            else:  # one shared sample feeding only Gaussians: one subsampled Gaussian (module doc)
+                self._add(pld_lib.from_gaussian_mechanism(standard_deviation=nm, value_discretization_interval=vdi,
+                                                          sampling_prob=q), count, always=True)
         elif sampled:
-            self.compose(event.event, count)  # sampling of a composite: no amplification claimed (sound, loose)
+            self.compose(inner, count)  # sampling of another composite: no amplification claimed (sound, loose)
         else:
             raise EventError(f"the auditor cannot account {type(event).__name__}")
 
@@ -153,15 +207,80 @@ def _rdp_event(event: dpe.DpEvent) -> dpe.DpEvent:
         return dpe.GaussianDpEvent(event.sigma / event.sensitivity)
     if isinstance(event, dpe.DiscreteLaplaceDpEvent):
         return dpe.GaussianDpEvent(1.0 / (event.sensitivity * event.noise_parameter))
+    if isinstance(event, EpsilonDeltaDpEvent):
+        if event.delta > 0:
+            raise NotImplementedError("no RDP curve for an (epsilon, delta) event with delta > 0")
+        return dpe.GaussianDpEvent(1.0 / event.epsilon) if event.epsilon > 0 else dpe.NoOpDpEvent()
     if isinstance(event, dpe.SelfComposedDpEvent):
         return dpe.SelfComposedDpEvent(_rdp_event(event.event), event.count)
     if isinstance(event, dpe.ComposedDpEvent):
         return dpe.ComposedDpEvent([_rdp_event(e) for e in event.events])
     if isinstance(event, dpe.PoissonSampledDpEvent):
-        if isinstance(event.event, dpe.GaussianDpEvent):
-            return event
+        if isinstance(event.event, dpe.GaussianDpEvent) or gaussian_noise_multiplier(event.event) is not None:
+            return event  # dp_accounting reads a shared sample of Gaussians as one subsampled Gaussian
         return _rdp_event(event.event)
     return event
+
+
+# The node's privacy filter (privacy/accounting/filter.py, Feldman & Zrnic 2021,
+# https://arxiv.org/abs/2008.05439, with a union bound over these orders): its orders are part of its
+# public definition, restated here so that the auditor recomputes the filter figure with its own code.
+FILTER_ORDERS: tuple[float, ...] = (
+    1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0,
+    128.0, 256.0,
+)
+# ... and the share of delta it reserves, fixed in advance, for (epsilon, delta) releases: the pure part
+# is filtered at (1 - share) * delta, and those releases may spend at most share * delta in all.
+SELECTION_DELTA_SHARE = 0.25
+
+
+def _approximate(event: dpe.DpEvent, count: int = 1) -> tuple[dpe.DpEvent, float]:
+    """(the event with each (eps, delta) part replaced by its pure eps part, the summed delta of those
+    parts): a release delta-close in total variation to a pure eps-DP one (Rogers 2023,
+    https://arxiv.org/abs/2309.09170) enters the filter by its pure part and spends delta of its delta."""
+    if isinstance(event, EpsilonDeltaDpEvent):
+        pure = dpe.GaussianDpEvent(1.0 / event.epsilon) if event.epsilon > 0 else dpe.NoOpDpEvent()
+        return pure, count * event.delta
+    if isinstance(event, dpe.SelfComposedDpEvent):
+        inner, d = _approximate(event.event, count * event.count)
+        return dpe.SelfComposedDpEvent(inner, event.count), d
+    if isinstance(event, dpe.ComposedDpEvent):
+        parts = [_approximate(e, count) for e in event.events]
+        return dpe.ComposedDpEvent([p for p, _ in parts]), sum(d for _, d in parts)
+    if isinstance(event, dpe.PoissonSampledDpEvent) and isinstance(event.event, EpsilonDeltaDpEvent):
+        return _approximate(event.event, count)  # no amplification claimed
+    return event, 0.0
+
+
+@functools.lru_cache(maxsize=256)
+def _filter_cached(events_blob: tuple[bytes, ...], delta: float) -> tuple[float, ...]:
+    acc = rdp_acc.RdpAccountant(orders=list(FILTER_ORDERS))
+    spent_delta = 0.0  # by (eps, delta) events, out of the reserved SELECTION_DELTA_SHARE * delta
+    left = (1 - SELECTION_DELTA_SHARE) * delta  # the pure part's delta, fixed in advance
+    out = []
+    for raw in events_blob:
+        try:
+            pure, d = _approximate(to_dp_event(events_pb2.DpEvent.FromString(raw)))
+            spent_delta += d
+            acc.compose(_rdp_event(pure))
+            curve = [math.inf if math.isnan(v) else float(v) for v in acc._rdp]  # the running RDP sum per order
+            if spent_delta > SELECTION_DELTA_SHARE * delta * (1 + 1e-12):  # checked first: a (0, delta_i)
+                out.append(math.inf)  # release has no pure part, but its delta still counts
+            elif not any(v > 0 for v in curve):
+                out.append(0.0)
+            else:
+                out.append(min(v + math.log(len(FILTER_ORDERS) / left) / (a - 1.0) for v, a in zip(curve, FILTER_ORDERS)))
+        except (NotImplementedError, ValueError, TypeError):
+            out.append(math.inf)
+    return tuple(out)
+
+
+def recompute_filter_epsilons(events: list[events_pb2.DpEvent], delta: float) -> list[float]:
+    """The Renyi privacy filter's cumulative figure after each event (min over FILTER_ORDERS of the
+    summed RDP + log(|orders|/delta)/(order-1)), by dp_accounting's RDP accountant directly: what a
+    node's "rdp-filter" claim must be at least, and what its cap is checked against."""
+    blob = tuple(e.SerializeToString(deterministic=True) for e in events)
+    return list(_filter_cached(blob, float(delta)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -169,15 +288,18 @@ def _recompute_cached(events_blob: tuple[bytes, ...], delta: float, interval: fl
     pld = PLDComposer(interval)
     rdp = rdp_acc.RdpAccountant()
     out = []
+    rdp_ok = True  # once an event has no RDP bound, RDP bounds nothing after it either
     for raw in events_blob:
         ev = to_dp_event(events_pb2.DpEvent.FromString(raw))
         pld.compose(ev)
         p = pld.epsilon(delta)
-        try:
-            rdp.compose(_rdp_event(ev))
-            r = float(rdp.get_epsilon(delta))
-        except (NotImplementedError, ValueError, TypeError):
-            r = math.inf
+        r = math.inf
+        if rdp_ok:
+            try:
+                rdp.compose(_rdp_event(ev))
+                r = float(rdp.get_epsilon(delta))
+            except (NotImplementedError, ValueError, TypeError):
+                rdp_ok = False
         out.append((p, r))
     return tuple(out)
 

@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from privacy.audit.result import EPSILON_TOLERANCE, FAIL, PASS, SKIP, WARN, AuditResult
+from privacy.audit.result import EPSILON_TOLERANCE, FAIL, PASS, PLD_TOLERANCE, SKIP, WARN, AuditResult
 from privacy.reports import data_uri, png_of, pyplot, render
 
 AUDIT_ASSUMPTIONS = [
     "The unit of privacy is one contributor (a person): each guarantee covers adding or removing all of "
     "one person's data at that community's node.",
-    "Epsilon is cumulative over every release in a node's ledger, at the node's declared delta. The auditor "
-    "recomputes it from the logged DP events alone with Google's dp_accounting (privacy loss distributions, "
-    "pessimistic rounding; Renyi DP as a second bound), independently of the node's own accountant code.",
-    f"A claim passes when it is not below the recomputed epsilon by more than {EPSILON_TOLERANCE:.0%}; a claim "
-    "above it is safe (only loose).",
+    "Epsilon is cumulative over every release in a node's ledger, at the node's declared delta. The coordinator "
+    "chose each release after seeing earlier answers, so a node's cumulative claim is a Renyi DP privacy "
+    "filter's figure (method rdp-filter, schedule adaptive): the cap it is held to is a (cap, delta) guarantee "
+    "whatever was chosen adaptively. The tight PLD figure is shown only for a training plan committed in the "
+    "ledger before its first round (method pld, fixed in advance). Ledgers written before this distinction "
+    "claim PLD figures for parameters fixed in advance (legacy entries, flagged). The auditor recomputes every "
+    "figure from the logged DP events alone with Google's dp_accounting, independently of the node's code.",
+    f"A claim passes only when it is not below its recomputation beyond floating-point noise (relative "
+    f"{EPSILON_TOLERANCE:g} for filter figures, {PLD_TOLERANCE:g} for PLD figures on the fine grid); a claim "
+    "above it is safe (only loose). The same holds a recomputed epsilon to the cap, and a delta to the "
+    "policy's ceiling (max_delta, default 1e-5).",
     "The DP events say what noise was added to what. The audit trusts that each node actually ran the "
     "mechanism its signed ledger describes; the empirical probe (cairn audit probe) tests that for DP-SGD.",
     "Signatures prove that an entry came from the holder of the node's Ed25519 key; the hash chain and the "
@@ -30,8 +36,9 @@ AUDIT_ASSUMPTIONS = [
     "epsilons stand against that). The node ids are the communities' only when the auditor pinned them too.",
     "Each community's epsilon cap is checkable only against its policy text (each entry carries the policy's "
     "hash); without it the cap check is marked SKIP.",
-    "Guarantees are per community. A person who contributes to several communities is protected by each "
-    "community's guarantee separately; their total is at most the sum.",
+    "Epsilon and delta are per community. A person who contributes to several communities is protected by "
+    "each community's guarantee separately; across communities the losses compose, so their total is at most "
+    "the sum of the epsilons (and of the deltas). No node, and no single figure here, accounts for that.",
 ]
 
 COLORS = {PASS: "#1a7f37", FAIL: "#c62828", WARN: "#b26a00", SKIP: "#666"}

@@ -4,9 +4,10 @@ Owns the protocol's vocabulary (the way Flower names SecAgg+'s in
 flwr/common/secure_aggregation/secaggplus_constants.py): its four stages in protocol order, the
 keys of what each stage's messages carry, and the arithmetic modulus. protos/wire.py builds its
 SecAgg message types and keys from these; node/client_app.py and coordinator/server_app.py use them
-through it. Protects ARCHITECTURE.md invariant 3: a node answers a stage only right after the one
-before it, so a coordinator cannot replay or reorder stages to make a node reveal both shares of a
-node (which would unmask that node's input).
+through it. The stage-order check means a node answers a stage only right after the one before it, so a
+coordinator cannot replay a stage to the same node. It does NOT stop a coordinator that tells different
+nodes different survivor lists, picks a tiny threshold or substitutes keys (ARCHITECTURE.md invariant 3):
+that takes signed keys, a policy threshold and a consistency round (issue 11).
 """
 
 from __future__ import annotations

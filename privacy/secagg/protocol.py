@@ -6,7 +6,9 @@ https://eprint.iacr.org/2017/281). Seeds b_u and mask keys s_u^SK are Shamir-sha
 among neighbours (SecAgg+: Bell et al. 2020, https://eprint.iacr.org/2020/704), so the sum is
 recovered even when nodes drop out after sending their masked input, while fewer than t colluders
 learn nothing about any single input. Protects ARCHITECTURE.md invariant 3: a node answers the
-stages in order only (constants.Stage.check_next) and never reveals both shares of one node.
+stages in order only (constants.Stage.check_next). Against an honest-but-curious coordinator it never
+reveals both shares of one node; a malicious one can (different survivor lists to different nodes, a
+threshold of 2, substituted keys): the checks that stop it are issue 11's.
 
 The Flower apps carry the messages (node/client_app.py, coordinator/server_app.py). Arithmetic is
 mod 2^32.

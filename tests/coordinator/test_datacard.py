@@ -20,7 +20,12 @@ def test_datacard_header_and_sections():
     c = {x["name"]: x for x in meta["communities"]}
     assert c["clinic"]["paradigm"] == {"dimensions": "specific", "definitions": "prescriptive"}
     assert c["forum"]["paradigm"]["definitions"] == "descriptive" and c["clinic"]["privacy"]["claimed_epsilon"] == 1.2
-    assert meta["feedback_dp_counts"]["coverage"]["totals"] == {"language:en": 40, "language:fr": 0}
+    totals = meta["feedback_dp_counts"]["coverage"]["totals"]
+    # unbiased: the unclamped sum, a 95% interval of +- 1.96 sd; what spans zero shows no total
+    assert totals["language:en"] == {"estimate": 40.0, "ci95": [33.728, 46.272], "sd": 3.2, "spans_zero": False}
+    assert totals["language:fr"]["estimate"] is None and totals["language:fr"]["spans_zero"]
+    assert totals["language:fr"]["ci95"] == [-8.272, 4.272]
+    assert "| coverage | language:fr | not distinguishable from 0 | [-8, 4] |" in card
     for section in ("## Motivation", "## Composition", "## Collection process", "## Uses", "## Limitations",
                     "## Distribution"):
         assert section in body

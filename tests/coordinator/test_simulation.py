@@ -8,7 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from coordinator.simulation import CLIENT_APP, SimulationError, check_can_publish, load_app
+from coordinator.simulation import SimulationError, check_can_publish, load_app
+
+CLIENT_APP = "node.client_app:app"
 
 COORDINATOR = Path(__file__).resolve().parents[2] / "coordinator"
 

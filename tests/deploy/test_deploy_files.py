@@ -78,7 +78,13 @@ def test_app_run_config_matches_federation_config():
     # A FederationConfig can be built from the defaults, as the ServerApp does.
     kwargs = {k.replace("-", "_"): v for k, v in cfg.items()}
     kwargs["featurizer"] = json.loads(kwargs["featurizer"])
-    FederationConfig(**kwargs)
+    built = FederationConfig(**kwargs)
+    # the deployment's training defaults are the one training configuration's (model/training_config.py)
+    from model.training_config import TRAINING
+
+    stale = {f.name: (getattr(built, f.name), getattr(TRAINING, f.name)) for f in dataclasses.fields(TRAINING)
+             if f.name.replace("_", "-") in cfg and getattr(built, f.name) != getattr(TRAINING, f.name)}
+    assert stale == {}, f"deploy/app/pyproject.toml disagrees with TRAINING: {stale}"
 
 
 def test_smoke_app_definition_is_valid():

@@ -58,10 +58,11 @@ def make_node(root: Path, name: str, data: Path) -> Path:
     d = root / name
     cairn("node", "init", str(d), "--name", name)
     cairn("node", "import", str(d), str(data))
-    cairn("node", "consent", str(d), "--all", "--licence", "CC-BY-4.0", "--at", "2020-01-01T00:00:00Z")
+    cairn("node", "consent", str(d), "--all", "--licence", "CC-BY-4.0", "--at", "2020-01-01T00:00:00Z",
+           "--by", "test operator")
     # A split of a small shared dataset: about five contributors per community.
     policy = d / "policy.toml"
-    dataclasses.replace(load_policy(policy), min_contributors=3).save(policy)
+    dataclasses.replace(load_policy(policy), min_contributors=3, min_contributors_noise=0.0).save(policy)
     status = json.loads(cairn("node", "status", str(d), "--json"))
     assert status["contributors"]["eligible"] >= 3, status
     return d
@@ -153,7 +154,9 @@ def test_cairn_federation_two_rounds(deployment, nodes, tmp_path):
         assert sorted(c["node_id"] for c in r["contributors"]) == sorted(node_ids)
     for n in manifest["nodes"]:
         assert (out / "ledgers" / f"{n['node_id']}.pb").is_file()
-        assert 0 < n["claimed_epsilon"] <= 2.0 + 1e-9
+        # the cumulative claim is the adaptive filter's bound over the training (target 2) AND the noisy
+        # min-contributors check before it (privacy/release.py): above 2, never above the cap
+        assert 2.0 < n["claimed_epsilon"] <= 8.0 + 1e-9
 
     # an auditor who pinned the coordinator's key and the communities' node ids verifies the bundle
     from privacy.audit import PASS, verify_bundle

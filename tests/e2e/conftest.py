@@ -37,7 +37,8 @@ def synthetic_records(community: int, n_contributors: int, pairs_each: int, cana
 
 def make_community(path: Path, name: str, community: int, n_contributors=40, pairs_each=4, canary=None,
                    epsilon_cap=8.0) -> NodeDir:
-    nd = NodeDir.init(path, name, policy=Policy(community=name, min_contributors=10, epsilon_cap=epsilon_cap))
+    nd = NodeDir.init(path, name, policy=Policy(community=name, min_contributors=10, epsilon_cap=epsilon_cap,
+                                                 min_contributors_noise=0.0))  # exact threshold: stable tests
     with nd.open_store() as store:
         with store.transaction():
             for rec in synthetic_records(community, n_contributors, pairs_each, canary):

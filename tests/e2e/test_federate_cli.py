@@ -59,7 +59,7 @@ def test_federate_cli_refuses_a_bad_coordinator_key_before_anything_runs(tmp_pat
 def test_coordinator_query_cli_writes_statistics_and_a_signed_bundle(tmp_path):
     nodes = [make_community(tmp_path / f"n{i}", f"community-{i}", i, n_contributors=20, pairs_each=2) for i in range(2)]
     args = ["coordinator", "query", *[a for n in nodes for a in ("--node-dir", str(n.path))], "--query", "battle_counts",
-            "--query", "coverage", "--model", "m-good", "--model", "m-bad", "--language", "en", "--epsilon", "1.0",
+            "--query", "coverage", "--model", "m-good", "--model", "m-bad", "--language", "en", "--query-epsilon", "1.0",
             "--coordinator-key", str(tmp_path / "coordinator.key"), "--out", str(tmp_path / "bundle")]
     r = CliRunner().invoke(cli, [*args, "--json"])
     assert r.exit_code == 0, r.output

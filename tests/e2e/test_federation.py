@@ -9,6 +9,7 @@ from flwr.common.serde import message_to_proto
 from coordinator.server_app import FederationConfig
 from coordinator.simulation import run_simulation_federation
 from model.presets import preset_config
+from node.client_app import app as NODE_APP
 from tests.e2e.conftest import make_community
 
 CANARY = "CANARY-5e1f-heron-basalt"
@@ -43,7 +44,7 @@ def test_federation_secagg_bundle_and_no_raw_text(tmp_path, monkeypatch):
 
     cfg = FederationConfig(out=str(tmp_path / "bundle"), rounds=2, local_steps=5, featurizer=HASHED, secagg=True,
                            federation_id="fed-test")
-    summary = run_simulation_federation([n.path for n in nodes], cfg, wrap_grid=wrap)
+    summary = run_simulation_federation([n.path for n in nodes], cfg, NODE_APP, wrap_grid=wrap)
     bundle = Path(summary["bundle"])
 
     # the bundle: model, 3 ledgers, 2 rounds each accounted by every node's ledger entry

@@ -9,6 +9,7 @@ from flwr.common.serde import message_to_proto
 
 from coordinator.server_app import FederationConfig
 from coordinator.simulation import run_simulation_federation
+from node.client_app import app as NODE_APP
 from tests.e2e.conftest import make_community
 from tests.e2e.test_federation import HASHED, RecordingGrid
 
@@ -31,7 +32,7 @@ def test_query_federation_bundle_lineage_and_budget_cap(tmp_path):
     cfg = FederationConfig(out=str(tmp_path / "bundle"), rounds=0, featurizer=HASHED, federation_id="fed-q",
                            queries=["battle_counts", "coverage"], query_epsilon=1.0, query_models=["m-good", "m-bad"],
                            query_languages=["en", "fr"], query_topics=["other", "everyday"], leaderboard_replicates=50)
-    summary = run_simulation_federation([n.path for n in nodes], cfg, wrap_grid=wrap)
+    summary = run_simulation_federation([n.path for n in nodes], cfg, NODE_APP, wrap_grid=wrap)
     bundle = Path(summary["bundle"])
     manifest = json.loads((bundle / "manifest.json").read_text())
     ids = {n["name"]: n["node_id"] for n in manifest["nodes"]}

@@ -89,3 +89,13 @@ def test_minilm_offline(monkeypatch):
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-4)
     assert x[0] @ x[1] > x[0] @ x[2]
     assert featurizer_from_config(f.config()).config() == f.config()
+
+
+def test_cache_name_separates_configs_that_share_a_name():
+    """A coordinator-chosen config (another salt) must not fill the cache the default config reads."""
+    from model.features import HashedNgramFeaturizer, cache_name
+
+    default, other = HashedNgramFeaturizer(384), HashedNgramFeaturizer(384, salt="attacker")
+    assert default.name == other.name
+    assert cache_name(default) != cache_name(other)
+    assert cache_name(default) == cache_name(HashedNgramFeaturizer(384))

@@ -129,15 +129,15 @@ def test_canary_never_in_node_dir_and_gone_after_forget(nd, tmp_path):
         return b"".join(p.read_bytes() for p in Path(nd).rglob("*") if p.is_file())
 
     assert CANARY.encode() not in node_bytes()
-    who = json.loads(run("node", "contributor", nd, "--id", "openai:patient-7", "--json").output)
+    who = json.loads(run("node", "contributor", nd, "--id", "patient-7", "--json").output)
     assert who["conversations_owned"] == 1 and who["feedback"] == {"thumbs": 1}
-    run("node", "forget", nd, "--contributor", "openai:patient-7")
+    run("node", "forget", nd, "--contributor", "patient-7")
     assert CANARY.encode() not in node_bytes()
     st = status(nd)
     assert st["contributors"]["withdrawn"] == 1 and st["conversations"] == 1
     run("node", "import", nd, f, "--format", "openai")  # re-import does not bring the withdrawn back
     assert status(nd)["conversations"] == 1
-    gone = json.loads(run("node", "contributor", nd, "--id", "openai:patient-7", "--json").output)
+    gone = json.loads(run("node", "contributor", nd, "--id", "patient-7", "--json").output)
     assert gone["status"] == "withdrawn"
 
 
@@ -145,7 +145,7 @@ def test_consent_and_waiting_period_in_status(nd):
     run("node", "import", nd, FIX / "formats" / "openai_messages.jsonl", "--consent", "CC-BY-4.0")
     st = status(nd)
     assert st["contributors"]["waiting"] == st["contributors"]["total"] > 0  # 24 h waiting period
-    run("node", "consent", nd, "--all", "--licence", "CC-BY-4.0", "--at", "2020-01-01T00:00:00Z")
+    run("node", "consent", nd, "--all", "--licence", "CC-BY-4.0", "--at", "2020-01-01T00:00:00Z", "--by", "registrar")
     st = status(nd)
     assert st["contributors"]["eligible"] == st["contributors"]["total"]
 

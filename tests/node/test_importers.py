@@ -53,7 +53,7 @@ def test_pandalm(shared_data):
     assert_unique_keys(recs)
     pw = feedback(recs, "pairwise")
     assert len(pw) == 1686 and len(feedback(recs)) == 1686
-    assert {f.contributor for f in pw} == {"pandalm:annotator1", "pandalm:annotator2", "pandalm:annotator3"}
+    assert {f.contributor for f in pw} == {"annotator1", "annotator2", "annotator3"}
     assert len({r.prompt_text() for r in recs}) == 91
     pairs = Counter(frozenset(x.model for x in r.responses) for r in recs)
     assert len(pairs) == 10 and all(48 <= n <= 63 for n in pairs.values())
@@ -70,7 +70,7 @@ def test_tulu(shared_data):
     assert len(recs) == 582
     assert_unique_keys(recs)
     assert len({f.contributor for f in feedback(recs)}) == 16
-    assert all(f.contributor.startswith("tulu:") for f in feedback(recs))
+    assert not any(":" in f.contributor for f in feedback(recs))  # the annotator id itself, not "tulu:..."
     assert len({r.meta["instance_id"] for r in recs}) == 166
     assert len({r.meta["instance_index"] for r in recs}) == 498
     per_instance = Counter(r.meta["instance_index"] for r in recs)
@@ -147,6 +147,26 @@ FIXTURE_FORMATS = {
     "openai_messages.jsonl": "openai",
     "oasst_tree.jsonl": "oasst",
 }
+# the tools' and datasets' own formats of issue 14 (their counts: tests/node/test_import_formats.py)
+FIXTURE_FORMATS.update({
+    "chatgpt_export/conversations.json": "chatgpt",
+    "openwebui_feedback.json": "openwebui",
+    "arena_clean_battle.json": "arena-battles",
+    "oasst_messages.jsonl": "oasst-messages",
+    "argilla_v2.jsonl": "argilla",
+    "argilla_v2_hub.jsonl": "argilla",
+    "argilla_v1.jsonl": "argilla",
+    "argilla_v1_records.jsonl": "argilla",
+    "wildchat.jsonl": "wildchat",
+    "lmsys_chat.jsonl": "lmsys-chat",
+    "prism_conversations.jsonl": "prism",
+    "prism_survey.jsonl": "prism",
+    "helpsteer2_preference.jsonl": "helpsteer2-preference",
+    "ultrafeedback.jsonl": "ultrafeedback",
+    "trl_preference.jsonl": "trl",
+    "trl_conversational.jsonl": "trl",
+    "trl_implicit.jsonl": "trl",
+})
 
 
 @pytest.mark.parametrize("name,fmt", sorted(FIXTURE_FORMATS.items()))
@@ -178,7 +198,7 @@ def test_hh_rlhf_fixture():
 def test_arena_fixture():
     recs = parse_ok(FMT_DIR / "arena.json")
     assert [f.data["outcome"] for f in feedback(recs)] == ["a", "tie", "both_bad", "b"]
-    assert {f.contributor for f in feedback(recs)} == {"arena:arena_user_1042", "arena:arena_user_77"}
+    assert {f.contributor for f in feedback(recs)} == {"arena_user_1042", "arena_user_77"}
     assert recs[0].responses[0].model == "vicuna-13b" and recs[0].responses[1].model == "koala-13b"
     assert recs[0].language == "en" and recs[2].language == "de"
     assert recs[0].timestamp.startswith("2023-04-24T")
@@ -193,7 +213,7 @@ def test_sharelm_fixture():
     assert len(recs) == 4
     kinds = [[(f.kind, f.data.get("value")) for f in r.feedback] for r in recs]
     assert kinds == [[("thumbs", 1)], [("thumbs", -1)], [("rating", 4.0)], []]
-    assert {r.owner for r in recs} == {"sharelm:u-7f3a", "sharelm:u-19c2"}
+    assert {r.owner for r in recs} == {"u-7f3a", "u-19c2"}
     assert recs[1].meta["dropped_turns"] == 1 and recs[1].responses[0].model == "claude-3-haiku"
     assert recs[2].language == "fr" and all(r.timestamp for r in recs)
 
@@ -214,7 +234,7 @@ def test_openai_fixture():
     assert Counter(f.kind for f in feedback(recs)) == {"thumbs": 2, "rating": 2, "label": 1, "critique": 2}
     assert recs[0].prompt[0].role == "system" and recs[0].responses[0].model == "gpt-4o-mini"
     assert recs[1].prompt[0].text == "What does this rash look like to you?"  # image part dropped
-    assert {f.contributor for f in feedback(recs)} == {"openai:member-17", "openai:member-23"}
+    assert {f.contributor for f in feedback(recs)} == {"member-17", "member-23"}
 
 
 def test_oasst_fixture():
@@ -329,7 +349,7 @@ def test_json_array_errors_name_the_record(tmp_path):
     path.write_text(json.dumps(battles))
     items = list(read_records(path))
     (e,) = [x for x in items if isinstance(x, RecordError)]
-    assert e.line == 2 and e.field == "winner" and str(e).startswith(f"{path}: record 2: field 'winner'")
+    assert e.line == 3 and e.field == "winner" and str(e).startswith(f"{path}: record 3: field 'winner'")  # 1-based
     broken = tmp_path / "broken.json"
     broken.write_text('[\n{"a": 1},\n{"a": \n')
     (e,) = errors(broken, fmt="arena")

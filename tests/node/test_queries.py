@@ -80,7 +80,8 @@ def test_dp_answer_bounds_contributions_is_unbiased_and_noise_scale_matches_spre
 
 
 def _node(tmp_path, cap=8.0, n=30):
-    nd = NodeDir.init(tmp_path / "node", "q", policy=Policy(community="q", min_contributors=5, epsilon_cap=cap))
+    nd = NodeDir.init(tmp_path / "node", "q", policy=Policy(community="q", min_contributors=5, epsilon_cap=cap,
+                                                                      min_contributors_noise=0.0))
     store = nd.open_store()
     with store.transaction():
         for i in range(n):
@@ -93,7 +94,7 @@ def _node(tmp_path, cap=8.0, n=30):
 
 
 def test_answer_through_gate_consent_cache_and_budget_cap(tmp_path):
-    nd, store = _node(tmp_path, cap=2.0)
+    nd, store = _node(tmp_path, cap=2.6)  # the privacy filter (issue 10) admits two epsilon-1 queries, not three
     try:
         q = query_pb2.Query(name="battle_counts", params={"models": json.dumps(["a", "b"])}, epsilon=1.0, round_id="r1")
         ans, values = answer_query(nd, store, q)
@@ -105,7 +106,7 @@ def test_answer_through_gate_consent_cache_and_budget_cap(tmp_path):
         assert again.cached and v2 == values and again.ledger_seq == ans.ledger_seq  # no new noise, no new budget
         q2 = query_pb2.Query(name="battle_counts", params={"models": json.dumps(["a", "b", "c"])}, epsilon=1.0)
         answer_query(nd, store, q2)
-        with pytest.raises(PolicyViolation) as e:  # the cap (2.0) cannot take a third epsilon-1 query
+        with pytest.raises(PolicyViolation) as e:  # the cap (2.6) cannot take a third epsilon-1 query
             answer_query(nd, store, query_pb2.Query(name="coverage", params={"languages": '["en"]'}, epsilon=1.0))
         assert e.value.rule == "epsilon_cap"
         with pytest.raises(PolicyViolation) as e:  # above the per-query cap
@@ -113,3 +114,10 @@ def test_answer_through_gate_consent_cache_and_budget_cap(tmp_path):
         assert e.value.rule in ("max_query_epsilon", "epsilon_cap")
     finally:
         store.close()
+
+
+def test_topic_keywords_cover_exactly_the_public_topic_list():
+    from node.queries import TOPICS
+    from protos.wire import PUBLIC_TOPICS
+
+    assert tuple(TOPICS) + ("other",) == PUBLIC_TOPICS

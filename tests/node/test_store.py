@@ -65,8 +65,7 @@ def test_forget_removes_text_from_every_byte_and_blocks_reimport(node_dir):
         with store.transaction():
             store.add_record(make_record("k1", critique=f"critique {CANARY}"), None)
             store.add_record(make_record("k2", owner="bob", judge="bob", text="harmless"), None)
-            # carol judged alice's conversation: it goes with alice's text
-            store.add_record(make_record("k3", owner="alice", judge="carol", text=CANARY + "-2"), None)
+            store.add_record(make_record("k3", owner="alice", judge="alice", text=CANARY + "-2"), None)
         cache = store.embedding_cache("hashed-test")
         cache.put_many({cache.key(f"my secret is {CANARY}"): [1.0, 2.0]})
         assert len(cache.get_many([cache.key(f"my secret is {CANARY}")])) == 1

@@ -5,7 +5,7 @@ import pytest
 
 from model.features import HashedNgramFeaturizer
 from node.pairs import eval_pairs, pairs_from_records
-from node.synth import TextGroup, load_text_pool, planted_rule, rule_accuracy, split_pool, synth_records
+from node.synth import SynthError, TextGroup, load_text_pool, planted_rule, rule_accuracy, split_pool, synth_records
 
 
 def small_pool(n=40):
@@ -107,7 +107,8 @@ def test_pool_is_read_by_the_importers_from_any_format():
     assert all(len(set(g.responses)) == len(g.responses) >= 2 for g in pool)
     oasst = load_text_pool([FORMATS / "oasst_tree.jsonl"])  # a format without contributor ids reads too
     assert len(oasst) == 1 and oasst[0].prompt in prompts
-    assert load_text_pool([FORMATS.parent / "no-such-folder"]) == []
+    with pytest.raises(SynthError, match="no-such-folder"):  # a missing data folder is named, not an empty pool
+        load_text_pool([FORMATS.parent / "no-such-folder"])
 
 
 def test_default_data_dir_is_the_shared_data_unless_the_environment_says(monkeypatch, tmp_path):

@@ -14,13 +14,13 @@ from privacy.policy import Policy
 def test_plan_event_is_the_dpsgd_event_and_spends_at_most_the_request():
     policy = Policy(community="c")
     req = TrainRequest(federation_id="f", round=1, rounds=3, local_steps=50, epsilon=4.0)
-    plan = make_plan(policy, req, n_contributors=4000, spent_epsilon=0.0)
-    assert plan.sampling_probability == pytest.approx(TRAINING.expected_batch / 4000)
+    plan = make_plan(policy, req, spent_epsilon=0.0)
+    assert plan.sampling_probability == min(TRAINING.sampling_rate, policy.max_sampling_rate)
     assert dpsgd_params(plan.event()) == DpSgdParams(plan.sampling_probability, pytest.approx(plan.noise_multiplier), 50,
                                                      TRAINING.max_grad_norm)
     assert epsilon_of([plan.event()] * 3, policy.delta).epsilon <= 4.0 * (1 + 1e-6)
     with pytest.raises(TrainingRefused, match="epsilon_cap"):
-        make_plan(policy, req, n_contributors=4000, spent_epsilon=policy.epsilon_cap)
+        make_plan(policy, req, spent_epsilon=policy.epsilon_cap)
 
 
 def test_one_set_of_training_defaults():
@@ -32,3 +32,17 @@ def test_one_set_of_training_defaults():
         for cfg in (fed, req):
             if hasattr(cfg, f.name):
                 assert getattr(cfg, f.name) == getattr(TRAINING, f.name), (type(cfg).__name__, f.name)
+
+
+def test_a_committed_plan_bounds_its_rounds():
+    """A coordinator asking for rounds past the committed plan (6 rounds on a plan for 3) is refused,
+    naming the rule: the plan's fixed-in-advance figure covers its own rounds only."""
+    from node.training import check_round
+
+    plan = make_plan(Policy(community="c"), TrainRequest(federation_id="f", round=1, rounds=3, local_steps=5, epsilon=2.0),
+                     spent_epsilon=0.0)
+    for r in (1, 2, 3):
+        check_round(plan, r)
+    for r in (0, 4, 6, -1, True, "2"):
+        with pytest.raises(TrainingRefused, match="policy rule plan"):
+            check_round(plan, r)

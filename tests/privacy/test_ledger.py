@@ -44,7 +44,7 @@ def built():
     ledger = Ledger(connect(), key, "test-node")
     kinds = ["train", "battle_counts", "thumbs_rates", "coverage"]
     for i, (kind, ev) in enumerate(zip(kinds, EVENTS)):
-        ledger.append(kind, ev, 40 + i, DELTA, "policyhash", round_id=f"r{i}", request_hash=f"req{i}",
+        ledger.append(kind, ev, DELTA, "policyhash", round_id=f"r{i}", request_hash=f"req{i}",
                       payload=f"payload{i}".encode())
     return key, ledger
 
@@ -74,7 +74,8 @@ def test_intact_ledger_verifies_and_round_trips(built, tmp_path):
     assert verify_ledger(export, raw_public_key(key)) == []
     assert ledger.events() == EVENTS
     claimed = [e.body.claimed_epsilon for e in export.entries]
-    assert claimed == sorted(claimed) and all(e.body.accountant == "pld" for e in export.entries)
+    assert claimed == sorted(claimed) and all(e.body.accountant == "rdp-filter" and e.body.schedule == "adaptive"
+                                              for e in export.entries)
     for fmt in ("pb", "json"):
         path = ledger.export_to(tmp_path / f"ledger.{fmt}", fmt)
         back = load_export(path)
@@ -204,12 +205,12 @@ def test_cache_cap_and_key_checks(tmp_path):
     key = Ed25519PrivateKey.generate()
     db = tmp_path / "store.sqlite"
     ledger = Ledger(connect(db), key, "n")
-    ledger.append("coverage", DiscreteGaussianEvent(5.0), 30, DELTA, "p", request_hash="q1", payload=b"a")
+    ledger.append("coverage", DiscreteGaussianEvent(5.0), DELTA, "p", request_hash="q1", payload=b"a")
     with pytest.raises(AlreadyReleased) as e:
-        ledger.append("coverage", DiscreteGaussianEvent(5.0), 30, DELTA, "p", request_hash="q1", payload=b"b")
+        ledger.append("coverage", DiscreteGaussianEvent(5.0), DELTA, "p", request_hash="q1", payload=b"b")
     assert e.value.payload == b"a" and e.value.entry.body.seq == 0
     with pytest.raises(CapExceeded):
-        ledger.append("coverage", DiscreteGaussianEvent(0.5), 30, DELTA, "p", request_hash="q2", payload=b"c",
+        ledger.append("coverage", DiscreteGaussianEvent(0.5), DELTA, "p", request_hash="q2", payload=b"c",
                       epsilon_cap=1.0)
     assert len(ledger) == 1  # refused appends wrote nothing
     assert event_from_proto(ledger.head().body.event) == DiscreteGaussianEvent(5.0)

@@ -1,4 +1,5 @@
-"""User-level DP-SGD: one clipped gradient per contributor, noise N(0, (z*C)^2) on the sum, drawn in add_noise."""
+"""User-level DP-SGD: one clipped gradient per contributor, discrete Gaussian noise of scale z*C' on the sum (C' = 1.01 C:
+the lattice's rounding slack), drawn in add_noise from a CSPRNG."""
 
 import math
 
@@ -77,7 +78,7 @@ def _noise_update(q, n, sigma, C, lr, seed):
 def test_noise_scale_matches_sigma_times_C(sigma, C):
     q, n, lr = 1.0, 5, 0.7
     d = _noise_update(q, n, sigma, C, lr, seed=int(sigma * 10))
-    expected = lr * sigma * C / (q * n)  # noise N(0, (sigma C)^2) on the sum, lr divided by q*N
+    expected = lr * sigma * C * 1.01 / (q * n)  # noise of std sigma*C' on the sum (C' = 1.01 C), lr divided by q*N
     m = d.size  # 4161 parameters: relative s.e. of the std estimate ~ 1/sqrt(2m) ~ 1.1%
     assert d.std() == pytest.approx(expected, rel=6 / math.sqrt(2 * m))
     assert abs(d.mean()) < 6 * expected / math.sqrt(m)
@@ -88,20 +89,20 @@ def test_noise_scale_matches_sigma_times_C(sigma, C):
 def test_empty_poisson_batch_still_adds_noise():
     # q*N = 0.01: the batch is almost surely empty, the step is pure noise on the mean estimate
     d = _noise_update(0.01, 1, 1.0, 1.0, 0.01, seed=5)
-    assert d.std() == pytest.approx(0.01 * 1.0 / 0.01, rel=0.1)
+    assert d.std() == pytest.approx(0.01 * 1.01 / 0.01, rel=0.1)
 
 
 def test_add_noise_is_the_one_place_noise_is_drawn(monkeypatch):
-    """Every step, empty or not, draws its noise through add_noise with std z*C (the seam for a secure sampler)."""
+    """Every step, empty or not, draws its noise through add_noise with (z, C)."""
     calls = []
     real = dp_train.add_noise
-    monkeypatch.setattr(dp_train, "add_noise", lambda params, std, gen: (calls.append(std), real(params, std, gen)))
+    monkeypatch.setattr(dp_train, "add_noise", lambda params, z, C, rng: (calls.append(z * C), real(params, z, C, rng)))
     data = random_data(20, 2)
     train_dp(RewardHead(16, 8), data, noise_multiplier=1.5, max_grad_norm=0.2, sampling_probability=0.05, steps=12,
              lr=0.1, sampling_seed=0, noise_seed=0)
     assert calls == [pytest.approx(0.3)] * 12
     # and nothing else draws noise: with add_noise off, two runs with fresh noise seeds are identical
-    monkeypatch.setattr(dp_train, "add_noise", lambda params, std, gen: None)
+    monkeypatch.setattr(dp_train, "add_noise", lambda params, z, C, rng: None)
     heads = []
     for _ in range(2):
         torch.manual_seed(0)
@@ -131,3 +132,49 @@ def test_rejects_bad_parameters():
         train_dp(RewardHead(16, 8), data, noise_multiplier=1.0, sampling_probability=0.0, steps=1)
     with pytest.raises(ValueError):
         train_dp(RewardHead(16, 8), data, noise_multiplier=-1.0, sampling_probability=0.5, steps=1)
+
+
+def test_noise_never_comes_from_torch_generators(monkeypatch):
+    """Finding 5 of issue 10: DP-SGD noise used to be float32 torch.normal (Mersenne Twister). Any torch
+    sampling call now fails the run; noise comes from privacy.samplers (AES-CTR, discrete Gaussian)."""
+    def refuse(*a, **k):
+        raise AssertionError("privacy noise drawn from a torch generator")
+
+    for name in ("normal", "randn", "randn_like", "normal_"):
+        if hasattr(torch, name):
+            monkeypatch.setattr(torch, name, refuse)
+    monkeypatch.setattr(torch.Tensor, "normal_", refuse)
+    data = random_data(20, 2)
+    h = RewardHead(16, 8)
+    before = state_to_vector(h)
+    train_dp(h, data, noise_multiplier=1.0, max_grad_norm=0.5, sampling_probability=0.5, steps=3, lr=0.1, sampling_seed=0)
+    assert np.linalg.norm(state_to_vector(h) - before) > 0
+
+
+def test_noised_gradient_lies_on_the_lattice():
+    """add_noise returns (round(S/gamma) + integer noise) * gamma: an integer multiple of gamma per coordinate."""
+    from privacy.samplers import SecureUniform
+
+    h = RewardHead(16, 8)
+    params = list(h.parameters())
+    for p in params:
+        p.grad = torch.full_like(p, 0.0123)
+    d = sum(p.numel() for p in params)
+    dp_train.add_noise(params, 2.0, 0.5, SecureUniform(3))
+    gamma = 0.01 * 0.5 / math.sqrt(d)
+    k = torch.cat([p.grad.reshape(-1).double() for p in params]).numpy() / gamma
+    assert np.max(np.abs(k - np.rint(k))) < 1e-3  # on the grid up to float32 storage of the result
+    noise = np.rint(k) - np.rint(0.0123 / gamma)
+    s = 2.0 * (0.5 / gamma + math.sqrt(d))
+    assert noise.std() == pytest.approx(s, rel=6 / math.sqrt(2 * d))
+
+
+def test_frozen_parameters_get_no_noise_and_never_move():
+    data = random_data(20, 2, dim=16, seed=2)
+    head = RewardHead(16, hidden=8)
+    head.fc1.weight.requires_grad_(False)
+    frozen = head.fc1.weight.detach().clone()
+    for q in (0.01, 0.5):  # q=0.01: mostly empty Poisson batches (pure-noise steps); q=0.5: real ones
+        train_dp(head, data, noise_multiplier=1.0, max_grad_norm=0.1, sampling_probability=q, steps=5, lr=0.1,
+                 optimizer="sgd", noise_seed=1, sampling_seed=1)
+        assert torch.equal(head.fc1.weight, frozen)

@@ -40,7 +40,7 @@ def federation(tmp_path_factory):
                                                        serialization.NoEncryption()))
     cfg = FederationConfig(out=str(root / "bundle"), rounds=2, local_steps=5, featurizer=preset_config("hashed"),
                            secagg=True, federation_id="fed-audit", coordinator_key=str(key_file))
-    summary = run_simulation_federation([n.path for n in nodes], cfg)
+    summary = run_simulation_federation([n.path for n in nodes], cfg, "node.client_app:app")
     # every node must have trained and handed over its ledger; a federation that lost nodes (e.g. Ray
     # killed workers for memory) is an environment failure, not something these tests can audit
     assert len(summary["nodes"]) == 3 and summary["rounds"] == 2, f"incomplete federation: {summary}"

@@ -413,3 +413,40 @@ def test_fabricated_node_caught_by_trusted_node_ids(federation, bundle):
 def test_not_a_bundle(tmp_path):
     r = CliRunner().invoke(cli, ["audit", "verify", str(tmp_path)])
     assert r.exit_code == 1 and "FAIL manifest" in r.output and "not a Cairn bundle" in r.output
+
+
+def test_train_entry_that_is_not_one_dpsgd_event_fails_policy(federation, bundle):
+    """The node's gate writes a train release only as one DP-SGD event; the auditor holds every train
+    entry to that, so a re-signed train entry of another shape cannot skip the DP-SGD floors."""
+    _, nodes = federation
+
+    def not_dpsgd(ex):
+        for e in ex.entries:
+            if e.body.release_kind == "train":
+                e.body.event.Clear()
+                e.body.event.gaussian.sigma, e.body.event.gaussian.sensitivity = 100.0, 1.0
+
+    resign(bundle, nodes[0], not_dpsgd)
+    assert_caught(verify_bundle(bundle), f"policy:{nodes[0].name}", "must be one DP-SGD event")
+
+
+def test_rounds_record_withheld_from_a_trained_bundle(bundle):
+    """A coordinator that drops rounds.json (and unlists it) cannot hide how the model was trained."""
+    m = load_manifest(bundle)
+    keep = [f for f in m.files if f.path != bundle_format.ROUNDS]
+    del m.files[:]
+    m.files.extend(keep)
+    save_manifest(bundle, m)
+    (bundle / bundle_format.ROUNDS).unlink()
+    assert_caught(verify_bundle(bundle), "rounds", "no rounds.json")
+
+
+def test_round_emptied_while_the_model_keeps_its_sources(bundle):
+    """Every source of the model must be a contribution of an applied round: emptying a round's list
+    (to hide who trained in it) fails even though each remaining contribution checks out."""
+    record = bundle_format.read_rounds(bundle)
+    target = next(r for r in record.rounds if r.applied and r.contributors)
+    del target.contributors[:1]
+    bundle_format.write_rounds(bundle, record)
+    rehash(bundle)
+    assert_caught(verify_bundle(bundle), "rounds", "in no applied round")
