@@ -307,6 +307,9 @@ def leaderboard(bundle: Path, community: str | None, coordinator_key: str | None
         failed = [f"{c.name}: {c.message}" for c in result.failures]
         raise click.ClickException(f"{bundle}: the bundle does not verify, refusing its leaderboard "
                                    f"({'; '.join(failed[:3])}); see `cairn audit verify {bundle}`")
+    if pin is None:  # verified, but anyone could have signed it: say so (on stderr, so --json stays clean)
+        click.echo("warning: the coordinator's key is not pinned (--coordinator-key): the bundle verifies, but "
+                   "whoever signed it is not checked", err=True)
     path = bundle / LEADERBOARD
     if not path.exists():
         raise click.ClickException(f"{bundle}: no leaderboard.json (the federation ran no battle_counts query)")

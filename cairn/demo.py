@@ -147,7 +147,7 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     for n in sorted(summary["nodes"], key=lambda n: n["name"]):
         click.echo(f"{n['name']}: epsilon {n['epsilon']:.3f} at delta {n['delta']:g} ({n['accountant'] or 'nothing released'})")
     _title("5. DP leaderboard (Bradley-Terry over noised battle counts, 95% intervals include the DP noise)")
-    click.echo(cairn("leaderboard", out / "bundle").rstrip())
+    click.echo(cairn("leaderboard", out / "bundle", "--coordinator-key", out / "coordinator" / "coordinator.key.pub").rstrip())
     board = json.loads((out / "bundle" / "leaderboard.json").read_text())["pooled"] or {"models": []}
     ranked = {m["model"]: m["rating"] for m in board["models"] if m["model"] in planted}
     if len(ranked) >= 2:

@@ -107,10 +107,16 @@ def record_consent(store, contributors: list[str] | None, licence: str, at: str 
         if contributors is None:
             contributors = [r[0] for r in store.conn.execute("SELECT id FROM contributors")]
         for cid in (store.resolve(c) for c in contributors):  # a linked id names its person (node/links.py)
-            if not store.conn.execute("SELECT 1 FROM contributors WHERE id=?", (cid,)).fetchone():
+            row = store.conn.execute(
+                "SELECT consent_licence, consent_at, consent_source FROM contributors WHERE id=?", (cid,)).fetchone()
+            if not row:
                 raise ConsentError(f"no contributor {cid!r} in this node")
+            when, why = at_iso, source
+            if row[0] == licence and row[1]:  # the same consent again: keep its first time and who gave it
+                when = min(row[1], at_iso, key=parse_time)
+                why = row[2] if not row[2] or source in row[2] else f"{row[2]} | {source}"
             store.conn.execute(
                 "UPDATE contributors SET consent_licence=?, consent_at=?, consent_source=? WHERE id=?",
-                (licence, at_iso, source, cid),
+                (licence, when, why, cid),
             )
     return len(contributors)

@@ -83,5 +83,6 @@ def test_query_federation_bundle_lineage_and_budget_cap(tmp_path):
 
     res = CliRunner().invoke(cli, ["leaderboard", str(bundle)])
     assert res.exit_code == 0 and "m-good" in res.output and "95% CI" in res.output
+    assert "not pinned" in res.stderr  # verified, but nobody pinned who signed it
     res = CliRunner().invoke(cli, ["leaderboard", str(bundle), "--community", "community-1"])
     assert res.exit_code == 0 and "community-1" in res.output

@@ -116,3 +116,17 @@ def test_passphrase_env_is_remembered_by_name(tmp_path):
     assert res.exit_code == 1 and "MYPASS" in res.output  # the named variable, not CAIRN_PASSPHRASE
     res = run("node", "status", d, env={"MYPASS": "wrong", "CAIRN_PASSPHRASE": None}, ok=False)
     assert res.exit_code == 1 and "wrong store key or passphrase" in res.output
+
+
+def test_recording_the_same_consent_again_keeps_its_first_time_and_who_gave_it(nd):
+    """A later re-run of `consent` (no --by needed for a time near now) must not erase a backdated
+    consent's provenance or push the contributor back into the waiting period."""
+    run("node", "consent", nd, "--all", "--licence", "CC-BY-4.0", "--at", "2020-01-01T00:00:00Z", "--by", "Dr. Ames")
+    run("node", "consent", nd, "--all", "--licence", "CC-BY-4.0")
+    rows = consent_rows(nd)
+    assert rows and all(r[2] == "2020-01-01T00:00:00+00:00" and "given by Dr. Ames" in r[3] for r in rows)
+    st = json.loads(run("node", "status", nd, "--json").output)
+    assert st["contributors"]["eligible"] == st["contributors"]["total"]
+    run("node", "consent", nd, "--all", "--licence", "CC0-1.0")  # another licence is a new consent: it waits
+    assert all(r[1] == "CC0-1.0" for r in consent_rows(nd))
+    assert json.loads(run("node", "status", nd, "--json").output)["contributors"]["waiting"] > 0
