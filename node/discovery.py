@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import json
 
+from node.queries import epsilon_within_budget
 from privacy.accounting import epsilon_of
 from privacy.mechanisms import bound_contributions, noisy_key_selection
 from privacy.policy import query_epsilon_problem
-from privacy.release import PolicyViolation, canonical_json
+from privacy.release import canonical_json
 from protos import query_pb2
 from protos.wire import DEFAULT_MAX_KEYS, DISCOVERY_KIND, KEY_TYPES, Param, QueryError, int_param, list_param, public_label
 
@@ -93,13 +94,7 @@ def answer_discovery(nd, store, query: query_pb2.Query, gate=None, now=None) -> 
     eligible = eligible_contributors(store, policy, now)
 
     def make_payload(budget):
-        eps = min(float(query.epsilon), budget.max_epsilon)
-        if eps < float(query.epsilon):
-            raise PolicyViolation(
-                "epsilon_cap" if budget.remaining_epsilon < float(query.epsilon) else "max_query_epsilon",
-                f"this discovery asks for epsilon {query.epsilon:g}; the node allows at most {eps:.4g} now "
-                f"(per-query cap {policy.max_query_epsilon:g}, remaining {budget.remaining_epsilon:.4g} of "
-                f"{policy.epsilon_cap:g})")
+        eps = epsilon_within_budget(float(query.epsilon), budget, policy, "discovery")
         rows = discovery_rows(store.records(contributors=eligible), types, k)
         sel = noisy_key_selection(rows, k * len(types), eps, budget.delta, budget.delta * DISCOVERY_DELTA_SHARE)
         # post-processing: at most max_release_cells keys, the largest noisy counts first

@@ -267,6 +267,19 @@ def bounding_key(store, kind: str, query: query_pb2.Query) -> bytes:
     return bytes.fromhex(store.cipher.ident("query-bounding", request_hash(kind, request_of(query))))
 
 
+def epsilon_within_budget(asked: float, budget, policy, what: str) -> float:
+    """`asked`, when the release gate's budget allows it; else a refusal naming the rule that stops it
+    (the community's cap or the per-query cap)."""
+    eps = min(asked, budget.max_epsilon)
+    if eps < asked:
+        raise PolicyViolation(
+            "epsilon_cap" if budget.remaining_epsilon < asked else "max_query_epsilon",
+            f"this {what} asks for epsilon {asked:g}; the node allows at most {eps:.4g} now "
+            f"(per-query cap {policy.max_query_epsilon:g}, remaining {budget.remaining_epsilon:.4g} of "
+            f"{policy.epsilon_cap:g})")
+    return eps
+
+
 def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tuple[query_pb2.Answer, list[int]]:
     """Answer `query` through the node's gate. Returns (Answer, values in partition order): with
     `query.secagg` the Answer carries no values (the caller hands them to secure aggregation).
@@ -296,13 +309,7 @@ def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tupl
     n_contributors = len(eligible)  # the policy's min_contributors counts eligible people
 
     def make_payload(budget):
-        eps = min(float(query.epsilon), budget.max_epsilon)
-        if eps < float(query.epsilon):
-            raise PolicyViolation(
-                "epsilon_cap" if budget.remaining_epsilon < float(query.epsilon) else "max_query_epsilon",
-                f"this query asks for epsilon {query.epsilon:g}; the node allows at most {eps:.4g} now "
-                f"(per-query cap {policy.max_query_epsilon:g}, remaining {budget.remaining_epsilon:.4g} of "
-                f"{policy.epsilon_cap:g})")
+        eps = epsilon_within_budget(float(query.epsilon), budget, policy, "query")
         ans = dp_answer(kind, rows, params, eps, budget.delta, key=bounding_key(store, kind, query))
         event = ans.pop("event")
         ans["epsilon"] = epsilon_of([event], budget.delta).epsilon

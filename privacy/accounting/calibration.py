@@ -42,14 +42,23 @@ def calibrate_noise(make_event: Callable[[float], DpEvent], target_epsilon: floa
             pass
         return bound <= target_epsilon
 
-    hi, lo = max(hi, floor), floor
-    while not ok(hi):  # grow until enough noise (cheap: large noise, small PLDs)
+    hi = max(hi, floor)
+    if ok(hi) and ok(floor):  # the least noise ever searched is already enough (tested only then: PLDs at
+        return floor          # the floor are the costliest)
+    return _smallest_noise(ok, floor, hi, ceiling, rel_tol,
+                           f"target epsilon {target_epsilon:g} at delta {delta:g} needs noise above the ceiling "
+                           f"{ceiling:g}: refused")
+
+
+def _smallest_noise(ok: Callable[[float], bool], lo: float, hi: float, ceiling: float, rel_tol: float,
+                    refusal: str) -> float:
+    """The smallest x in (lo, ceiling] with ok(x), to rel_tol, given not ok(lo) and ok monotone in x:
+    double hi until ok (AccountingError `refusal` past `ceiling`), then bisect. The returned x was
+    checked with ok itself."""
+    while not ok(hi):
         if hi >= ceiling:
-            raise AccountingError(f"target epsilon {target_epsilon:g} at delta {delta:g} needs noise above the "
-                                  f"ceiling {ceiling:g}: refused")
+            raise AccountingError(refusal)
         lo, hi = hi, min(hi * 2.0, ceiling)
-    if lo == floor and ok(floor):  # the starting noise was already enough: is the floor?
-        return floor
     while hi - lo > rel_tol * hi:
         mid = (lo + hi) / 2.0
         if ok(mid):
@@ -75,20 +84,11 @@ def noise_multiplier_within_filter(history: Sequence[DpEvent], sampling_probabil
     def ok(z: float) -> bool:
         return filter_epsilon([*history, dpsgd_event(sampling_probability, z, steps)], delta) <= cap
 
-    lo, hi = at_least, max(at_least, 1e-3)
-    if ok(hi):
-        return hi
-    while not ok(hi):
-        lo, hi = hi, hi * 2.0
-        if hi > 1e7:
-            raise AccountingError(f"no noise level keeps this plan within the cap {cap} at delta {delta}")
-    while hi - lo > rel_tol * hi:
-        mid = (lo + hi) / 2.0
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    start = max(at_least, 1e-3)
+    if ok(start):
+        return start
+    return _smallest_noise(ok, start, 2 * start, 1e7, rel_tol,
+                           f"no noise level keeps this plan within the cap {cap} at delta {delta}")
 
 
 def discrete_gaussian_sigma_for(target_epsilon: float, delta: float, sensitivity: int = 1, count: int = 1) -> float:
