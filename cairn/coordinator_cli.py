@@ -227,21 +227,25 @@ def query(node_dirs, out, queries, query_epsilon, models, languages, dimensions,
               help="A registry file (JSON, as --write writes it) to read the admitted nodes from.")
 @click.option("--write", "write_to", type=click.Path(path_type=Path), default=None,
               help="Write the admitted nodes to this registry file (JSON).")
+@click.option("--register", "connection", default=None, metavar="CONNECTION",
+              help="Also register every admitted node's SuperNode key with the SuperLink that CONNECTION names "
+                   "in your Flower configuration (what `flwr supernode register` does, for all of them).")
 @JSON
 @friendly
-def nodes(node_dirs, registry, write_to, as_json) -> None:
+def nodes(node_dirs, registry, write_to, connection, as_json) -> None:
     """Admitted nodes: node id, name, ledger public key and SuperNode public key of each, from node
     directories or a registry file — what a deployment registers (`flwr supernode register`) and what
     auditors pin (`cairn audit verify --trust-node`)."""
-    from coordinator.registry import from_node_dirs, read_registry, write_registry
+    from coordinator.registry import from_node_dirs, read_registry, register, write_registry
 
     if not node_dirs and registry is None:
         raise click.UsageError("give --node-dir (repeatable) or --registry FILE")
     admitted = (read_registry(registry) if registry else []) + from_node_dirs(list(node_dirs))
     if write_to:
         write_registry(write_to, admitted)
+    registered = register(admitted, connection) if connection else None
     if as_json:
-        click.echo(json.dumps({"nodes": admitted}, indent=2))
+        click.echo(json.dumps({"nodes": admitted, **({"registered": registered} if connection else {})}, indent=2))
         return
     for n in admitted:
         click.echo(f"{n['node_id']}  {n['name']}")
@@ -249,6 +253,8 @@ def nodes(node_dirs, registry, write_to, as_json) -> None:
         click.echo(f"    supernode key {n['supernode_public_key']}")
     if write_to:
         click.echo(f"registry written to {write_to}")
+    for r in registered or []:
+        click.echo(f"registered {r['name'] or r['node_id'][:16]} with the SuperLink as Flower node {r['flower_node_id']}")
 
 
 def _print_board(board: dict, community: str | None = None) -> None:

@@ -74,3 +74,34 @@ def write_registry(path: Path, nodes: list[dict]) -> None:
     """Write the registry file (JSON), de-duplicated by node id."""
     unique = list({n["node_id"]: n for n in nodes}.values())
     Path(path).write_text(json.dumps({"format": REGISTRY_FORMAT, "nodes": unique}, indent=2) + "\n")
+
+
+def register(nodes: list[dict], connection: str, flwr: str = "flwr", timeout: float = 120.0) -> list[dict]:
+    """Admit each node's SuperNode key to a running SuperLink (`flwr supernode register KEY CONNECTION`,
+    the SuperLink named by `connection` in the operator's Flower configuration, with
+    `--enable-supernode-auth` on): so an operator never types the raw command. Returns, per node, its
+    node id, name and the Flower node id the SuperLink assigned; a refusal names the node and Flower's
+    answer (RegistryError)."""
+    import subprocess
+    import tempfile
+
+    out = []
+    for n in nodes:
+        with tempfile.TemporaryDirectory() as tmp:
+            key = Path(tmp) / "supernode_ec.pub"  # the key text, as a registry file carries it
+            key.write_text(str(n["supernode_public_key"]).strip() + "\n")
+            try:
+                cp = subprocess.run([flwr, "supernode", "register", str(key), connection, "--format", "json"],
+                                    capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise RegistryError(f"node {n['name'] or n['node_id'][:16]}: `flwr supernode register` did not run: {e}") from None
+        text = cp.stdout.strip()
+        try:
+            answer = json.loads(text[text.index("{"):]) if "{" in text else {}
+        except json.JSONDecodeError:
+            answer = {}
+        if cp.returncode != 0 or not answer.get("success"):
+            raise RegistryError(f"node {n['name'] or n['node_id'][:16]}: the SuperLink refused its key "
+                                f"({(answer or text or cp.stderr.strip())!s:.300})")
+        out.append({"node_id": n["node_id"], "name": n["name"], "flower_node_id": str(answer.get("node-id", ""))})
+    return out

@@ -64,3 +64,55 @@ def test_coordinator_nodes_lists_ids_and_keys_and_checks_a_registry(tmp_path):
     assert r.exit_code == 1 and "nodes[0]: field 'node_id' does not match its ledger_public_key" in r.output
     r = CliRunner().invoke(cli, ["coordinator", "nodes", "--node-dir", str(tmp_path)])
     assert r.exit_code == 1 and "not a Cairn node directory" in r.output
+
+
+FAKE_FLWR = """#!{python}
+import json, pathlib, sys
+# a stand-in for `flwr`: records what it was asked, answers as `flwr supernode register --format json` does
+log = pathlib.Path({log!r})
+args = sys.argv[1:]
+key = pathlib.Path(args[2]).read_text().strip()
+with log.open("a") as f:
+    f.write(json.dumps({{"args": args[:2] + args[3:], "key": key}}) + "\\n")
+if "refuse" in {refuse!r}:
+    print(json.dumps({{"success": False, "error-message": "Public key already in use"}}))
+    sys.exit(1)
+print(json.dumps({{"success": True, "node-id": 1000 + sum(1 for _ in log.open())}}))
+"""
+
+
+def _fake_flwr(tmp_path, refuse=""):
+    import stat
+    import sys
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "flwr-calls.jsonl"
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "flwr"
+    exe.write_text(FAKE_FLWR.format(python=sys.executable, log=str(log), refuse=refuse))
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return bin_dir, log
+
+
+def test_coordinator_nodes_registers_every_supernode_key(tmp_path, monkeypatch):
+    """`cairn coordinator nodes --register CONNECTION` registers each admitted node's SuperNode key with
+    the SuperLink (flwr supernode register), so an operator never types the raw command; a refusal names
+    the node."""
+    nds = [NodeDir.init(tmp_path / f"n{i}", f"community-{i}") for i in range(2)]
+    bin_dir, log = _fake_flwr(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    dirs = [a for n in nds for a in ("--node-dir", str(n.path))]
+    r = CliRunner().invoke(cli, ["coordinator", "nodes", *dirs, "--register", "my-superlink", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [x["name"] for x in out["registered"]] == ["community-0", "community-1"]
+    assert [x["flower_node_id"] for x in out["registered"]] == ["1001", "1002"]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [c["args"] for c in calls] == [["supernode", "register", "my-superlink", "--format", "json"]] * 2
+    assert [c["key"] for c in calls] == [(n.path / "keys" / "supernode_ec.pub").read_text().strip() for n in nds]
+
+    refusing = tmp_path / "refusing"
+    refusing.mkdir()
+    bin_dir, _ = _fake_flwr(refusing, refuse="refuse")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    r = CliRunner().invoke(cli, ["coordinator", "nodes", *dirs, "--register", "my-superlink"])
+    assert r.exit_code == 1 and "community-0" in r.output and "refused its key" in r.output
