@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from node.redact import contact_kind
-from node.schema import Record, SchemaError
+from node.schema import Message, Record, SchemaError
 
 _MISSING = object()
 
@@ -171,6 +171,16 @@ def content_text(value: Any, field_name: str) -> str:
                 raise SchemaError(f"content part {i}: expected text", field_name)
         return "\n".join(parts)
     raise SchemaError(f"expected a string or a list of content parts, got {_kind(value)}", field_name)
+
+
+def message(value: Any, where: str, *, empty_content: bool = False) -> Message:
+    """One chat message {role, content} at `where` (e.g. "messages[3]"): the shape every chat format
+    shares. `empty_content`: a null content reads as "" (formats that redact or drop turns)."""
+    if not isinstance(value, dict):
+        raise SchemaError("expected a message object {role, content}", where)
+    content = value.get("content")
+    text_ = "" if empty_content and content is None else content_text(content, f"{where}.content")
+    return Message(role(value.get("role"), f"{where}.role"), text_)
 
 
 def timestamp(value: Any, field_name: str) -> str | None:

@@ -25,8 +25,8 @@ Detected by: a `messages` list (without `chosen`/`rejected`: those rows are `trl
 
 from __future__ import annotations
 
-from node.importers.common import Context, Importer, choice, content_text, get, language, role, stable_hash, timestamp
-from node.schema import Feedback, Message, Record, Response, SchemaError
+from node.importers.common import Context, Importer, choice, get, language, message, stable_hash, timestamp
+from node.schema import Feedback, Record, Response, SchemaError
 
 NAME = "openai"
 THUMBS = {"up": 1, "down": -1, 1: 1, -1: -1, "+1": 1, "-1": -1, "thumbs_up": 1, "thumbs_down": -1}
@@ -37,10 +37,7 @@ def parse(obj: dict, ctx: Context) -> list[Record]:
     raw = get(obj, "messages", list)
     msgs, model = [], None
     for i, m in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise SchemaError("expected a message object", where)
-        msgs.append(Message(role(m.get("role"), f"{where}.role"), content_text(m.get("content"), f"{where}.content")))
+        msgs.append(message(m, f"messages[{i}]"))
         if isinstance(m.get("model"), str):
             model = m["model"]
     if not msgs or msgs[-1].role != "assistant":

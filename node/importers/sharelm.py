@@ -20,8 +20,8 @@ Detected by: `conversation` plus one of `model_name`, `user_id`, `conversation_m
 
 from __future__ import annotations
 
-from node.importers.common import Context, Importer, content_text, get, language, role, stable_hash, timestamp
-from node.schema import Feedback, Message, Record, Response, SchemaError
+from node.importers.common import Context, Importer, get, language, message, stable_hash, timestamp
+from node.schema import Feedback, Record, Response, SchemaError
 
 NAME = "sharelm"
 UP = {"thumbs up", "thumbs_up", "thumbsup", "up", "like", "liked", "good", "positive", "+1", "1", "👍", "true", "yes"}
@@ -57,12 +57,7 @@ def rate_feedback(rate, who: str, ts: str | None, field: str) -> list[Feedback]:
 def parse(obj: dict, ctx: Context) -> list[Record]:
     """One ShareLM conversation -> one Record."""
     conv = get(obj, "conversation", list)
-    msgs = []
-    for i, m in enumerate(conv):
-        where = f"conversation[{i}]"
-        if not isinstance(m, dict):
-            raise SchemaError("expected a message object", where)
-        msgs.append(Message(role(m.get("role"), f"{where}.role"), content_text(m.get("content"), f"{where}.content")))
+    msgs = [message(m, f"conversation[{i}]") for i, m in enumerate(conv)]
     last = max((i for i, m in enumerate(msgs) if m.role == "assistant"), default=None)
     if last is None:
         raise SchemaError("no assistant message", "conversation")

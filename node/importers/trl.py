@@ -20,7 +20,7 @@ Detected by: `chosen` and `rejected`, with a `prompt` or with either given as a 
 
 from __future__ import annotations
 
-from node.importers.common import Context, Importer, content_text, role, stable_hash
+from node.importers.common import Context, Importer, message, stable_hash
 from node.schema import Feedback, Message, Record, Response, SchemaError
 
 NAME = "trl"
@@ -31,13 +31,7 @@ def _messages(value, field: str) -> list[Message]:
         return [Message("user" if field == "prompt" else "assistant", value)]
     if not isinstance(value, list):
         raise SchemaError(f"expected a string or a list of messages, got {type(value).__name__}", field)
-    out = []
-    for i, m in enumerate(value):
-        where = f"{field}[{i}]"
-        if not isinstance(m, dict):
-            raise SchemaError("expected a message object {role, content}", where)
-        out.append(Message(role(m.get("role"), f"{where}.role"), content_text(m.get("content"), f"{where}.content")))
-    return out
+    return [message(m, f"{field}[{i}]") for i, m in enumerate(value)]
 
 
 def _reply(msgs: list[Message], field: str) -> str:

@@ -21,8 +21,8 @@ Detected by: a `conversation` list and one of `conversation_hash`, `hashed_ip`, 
 
 from __future__ import annotations
 
-from node.importers.common import Context, Importer, content_text, get, language, role, stable_hash, timestamp
-from node.schema import Message, Record, Response, SchemaError
+from node.importers.common import Context, Importer, get, language, message, stable_hash, timestamp
+from node.schema import Record, Response, SchemaError
 
 NAME = "wildchat"
 
@@ -30,14 +30,7 @@ NAME = "wildchat"
 def conversation_record(name: str, obj: dict, ctx: Context, owner: str, id_fields: tuple[str, ...]) -> Record:
     """A feedback-free Record from a `conversation` list (WildChat, LMSYS-Chat-1M)."""
     conv = get(obj, "conversation", list)
-    msgs = []
-    for i, m in enumerate(conv):
-        where = f"conversation[{i}]"
-        if not isinstance(m, dict):
-            raise SchemaError("expected a message object", where)
-        content = m.get("content")
-        msgs.append(Message(role(m.get("role"), f"{where}.role"),
-                            "" if content is None else content_text(content, f"{where}.content")))
+    msgs = [message(m, f"conversation[{i}]", empty_content=True) for i, m in enumerate(conv)]
     if not msgs:
         raise SchemaError("empty conversation", "conversation")
     last = max((i for i, m in enumerate(msgs) if m.role == "assistant"), default=None)
