@@ -60,7 +60,8 @@ def classify(row: tuple, policy: Policy, now: datetime) -> ContributorState:
 def contributor_states(store, policy: Policy, now: datetime | None = None) -> list[ContributorState]:
     """Every contributor's consent state, ordered by id."""
     now = now or datetime.now(timezone.utc)
-    rows = store.conn.execute("SELECT id, consent_licence, consent_at FROM contributors ORDER BY id").fetchall()
+    rows = store.conn.execute(
+        "SELECT id, consent_licence, consent_at FROM contributors WHERE pending_import IS NULL ORDER BY id").fetchall()
     return [classify(r, policy, now) for r in rows]
 
 
@@ -105,10 +106,11 @@ def record_consent(store, contributors: list[str] | None, licence: str, at: str 
         source = f"{source}; given by {by.strip()}"
     with store.transaction():
         if contributors is None:
-            contributors = [r[0] for r in store.conn.execute("SELECT id FROM contributors")]
+            contributors = [r[0] for r in store.conn.execute("SELECT id FROM contributors WHERE pending_import IS NULL")]
         for cid in (store.resolve(c) for c in contributors):  # a linked id names its person (node/links.py)
             row = store.conn.execute(
-                "SELECT consent_licence, consent_at, consent_source FROM contributors WHERE id=?", (cid,)).fetchone()
+                "SELECT consent_licence, consent_at, consent_source FROM contributors WHERE id=? AND pending_import IS NULL",
+                (cid,)).fetchone()
             if not row:
                 raise ConsentError(f"no contributor {cid!r} in this node")
             when, why = at_iso, source

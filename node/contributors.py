@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime, timezone
 
 from node.consent import classify
+from node.import_batches import VISIBLE
 from node.store import StoreError
 
 
@@ -21,7 +22,7 @@ def describe(store, policy, cid: str) -> dict:
 
     asked, cid = cid, store.resolve(cid)
     row = store.conn.execute(
-        "SELECT id, consent_licence, consent_at, first_seen, consent_source FROM contributors WHERE id=?", (cid,)
+        "SELECT id, consent_licence, consent_at, first_seen, consent_source FROM contributors WHERE id=? AND pending_import IS NULL", (cid,)
     ).fetchone()
     if row is None:
         if store.is_withdrawn(asked):
@@ -29,14 +30,15 @@ def describe(store, policy, cid: str) -> dict:
         raise StoreError(f"no contributor {cid!r} in this node")
     state = classify(row[:3], policy, datetime.now(timezone.utc))
     q = store.conn.execute
-    kinds = Counter(dict(q("SELECT kind, COUNT(*) FROM feedback WHERE contributor=? GROUP BY kind", (cid,)).fetchall()))
+    kinds = Counter(dict(q(f"SELECT f.kind, COUNT(*) FROM feedback f JOIN conversations c ON c.id = f.conversation_id"
+                       f" WHERE f.contributor=? AND {VISIBLE} GROUP BY f.kind", (cid,)).fetchall()))
     sources = Counter()
     for (src,) in q(
-        "SELECT c.source FROM feedback f JOIN conversations c ON c.id = f.conversation_id WHERE f.contributor=?", (cid,)
+        f"SELECT c.source FROM feedback f JOIN conversations c ON c.id = f.conversation_id WHERE f.contributor=? AND {VISIBLE}", (cid,)
     ):
         sources[src] += 1
     models = Counter()
-    for (mods,) in q("SELECT models FROM conversations WHERE owner=?", (cid,)):
+    for (mods,) in q(f"SELECT models FROM conversations WHERE owner=? AND {VISIBLE}", (cid,)):
         models.update(m for m in json.loads(mods) if m)
     return {
         "id": cid,
@@ -44,7 +46,7 @@ def describe(store, policy, cid: str) -> dict:
         "status": state.status,
         "consent": {"licence": row[1], "at": row[2], "source": row[4], "eligible_from": state.eligible_from},
         "first_seen": row[3],
-        "conversations_owned": q("SELECT COUNT(*) FROM conversations WHERE owner=?", (cid,)).fetchone()[0],
+        "conversations_owned": q(f"SELECT COUNT(*) FROM conversations WHERE owner=? AND {VISIBLE}", (cid,)).fetchone()[0],
         "feedback": dict(kinds),
         "sources": dict(sources),
         "models_in_own_conversations": dict(models),

@@ -4,7 +4,8 @@ The master secret comes from the key file that `cairn node init` writes (32 rand
 or from a passphrase stretched with scrypt (n=2**15, r=8, p=1). Two sub-keys are derived with
 HKDF-SHA256: one for AES-256-GCM (96-bit random nonces), one for HMAC-SHA256 identifiers, so that
 dedup keys and caches never hold text or plain hashes of text: text at rest is sealed
-(ARCHITECTURE.md invariant 1).
+(ARCHITECTURE.md invariant 1). Two more: SQLCipher's raw key, which encrypts the whole store file
+(node/store_db.py), and in passphrase mode the password of the private key files (node/keys.py).
 
 - scrypt: Percival & Josefsson, RFC 7914, "The scrypt Password-Based Key Derivation Function",
   section 6 (the scrypt algorithm), https://www.rfc-editor.org/rfc/rfc7914
@@ -55,9 +56,10 @@ def master_from_key_file(path: Path) -> bytes:
     return data
 
 
-def master_from_passphrase(passphrase: str, salt: bytes) -> bytes:
-    """The 32-byte master secret stretched from a passphrase with scrypt (RFC 7914)."""
-    return Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase.encode("utf-8"))
+def master_from_passphrase(passphrase: str, salt: bytes, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> bytes:
+    """The 32-byte master secret stretched from a passphrase with scrypt (RFC 7914); node.toml records
+    the parameters a node was created with, so that raising the defaults never locks an older node out."""
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,14 @@ class StoreCipher:
 
     enc_key: bytes
     mac_key: bytes
+    db_key: bytes = b""  # SQLCipher's raw key for the whole file (node/store_db.py)
+    keys_key: bytes = b""  # AES-GCM key of the private key files in passphrase mode (node/keys.py)
 
     @classmethod
     def from_master(cls, master: bytes) -> "StoreCipher":
-        """The two sub-keys derived from the master secret with HKDF-SHA256 (RFC 5869)."""
-        return cls(_hkdf(master, b"cairn/store/aes-gcm/v1"), _hkdf(master, b"cairn/store/hmac/v1"))
+        """The sub-keys derived from the master secret with HKDF-SHA256 (RFC 5869), one per use."""
+        return cls(_hkdf(master, b"cairn/store/aes-gcm/v1"), _hkdf(master, b"cairn/store/hmac/v1"),
+                   _hkdf(master, b"cairn/store/sqlcipher/v1"), _hkdf(master, b"cairn/keys/aes-gcm/v1"))
 
     def seal(self, plaintext: bytes, context: bytes) -> bytes:
         """AES-256-GCM of `plaintext` under a fresh random nonce, bound to `context` (nonce || ciphertext)."""

@@ -1,15 +1,17 @@
 """`cairn node import`: parse a file with its importer, redact PII, and store it atomically.
 
-By default an import is all-or-nothing: every record is written inside one SQLite transaction and
-the first bad record rolls it back, with an error naming file, line and field. With
+By default an import is all-or-nothing: its records are committed in short batches behind one
+logical import that readers see only once it is done (node/import_batches.py), and the first bad
+record deletes everything it wrote, with an error naming file, line and field. With
 `skip_invalid`, bad records are reported and the rest land. Records already stored (same source
 and key) are skipped, so importing a file twice adds nothing. A killed import leaves the store as
-it was: SQLite's WAL discards an uncommitted transaction (ARCHITECTURE.md invariant 9). Text is
-redacted (node/redact.py) and sealed (node/store.py) before it is written (invariant 1).
+it was: its batches are deleted when the store next opens (ARCHITECTURE.md invariant 9). Text,
+model names and metadata are redacted (node/redact.py) and sealed (node/store.py) before they are
+written (invariant 1). One import runs at a time; a second waits a few seconds, then fails plainly.
 
 An import that would store nothing because the file holds no records or every record is invalid
 (even with `skip_invalid`) fails (ImportFailed, exit 1): a silent success would hide the problem.
-`dry_run` runs the very same path, then rolls the transaction back: validated and counted, nothing
+`dry_run` runs the very same path, then deletes what it wrote (readers never saw it): validated and counted, nothing
 stored.
 """
 
@@ -20,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from node import import_batches
 from node.consent import check_consent, parse_time
 from node.importers import RecordError, detect_format, read_records
 from node.importers.diagnose import file_problem
@@ -95,7 +98,7 @@ def import_file(
     consent_by: str | None = None,
     id_prefix: str | None = None,
 ) -> ImportReport:
-    """Import `path` into `store` in one transaction (see the module docstring); the ImportReport.
+    """Import `path` into `store` as one logical import (see the module docstring); the ImportReport.
 
     `mapping`: the column mapping of a CSV/TSV/Parquet table. `dry_run`: validate, redact and count
     exactly as an import would, then roll everything back. `policy` (the CLI passes the node's):
@@ -126,14 +129,11 @@ def import_file(
     bar = _progress(path, progress)
     first_errors: list[RecordError] = []
     try:
-        with store.transaction():
-            import_id = store.conn.execute(
-                "INSERT INTO imports(file_name, file_sha256, format, imported_at, records, duplicates, skipped)"
-                " VALUES(?,?,?,?,0,0,0)",
-                (path.name, file_sha256(path), fmt, utcnow()),
-            ).lastrowid
-            before = {r[0] for r in store.conn.execute("SELECT id FROM contributors")}
+        with import_batches.run(store, path.name, file_sha256(path), fmt, utcnow()) as batches:
+            before = set(store.contributor_ids())
             seen: set[str] = set()
+            prepared: list = []
+            keys: set[tuple[str, str]] = set()  # (source, key) of the prepared, not yet written records
             for item in read_records(path, fmt=fmt, contributor=contributor, max_record_bytes=max_record_bytes,
                                      mapping=mapping, id_prefix=id_prefix):
                 if bar is not None:
@@ -147,40 +147,52 @@ def import_file(
                         first_errors.append(item)
                     continue
                 _line, rec = item
-                if store.has_record(rec.source, rec.key):
+                if (rec.source, rec.key) in keys or store.has_record(rec.source, rec.key):
                     report.duplicates += 1
                     continue
-                counts = redact_record(rec)
-                try:
-                    added = store.add_record(rec, import_id, consent_row)
-                except OwnershipError as e:  # a bad record: named by file, line and field
-                    msg = f"{path}:{_line}: field 'feedback[{e.index}].contributor': {e}"
-                    if not skip_invalid:
-                        raise ImportFailed(f"{msg} (nothing was imported; use --skip-invalid to import the valid records)") from None
-                    report.skipped.append(msg)
-                    continue
-                seen |= {store.resolve(f.contributor) for f in rec.feedback} | ({store.resolve(rec.owner)} if rec.owner else set())
-                if added:
-                    report.records += 1
-                    report.redactions.update(counts)
-                    report.feedback.update(f.kind for f in rec.feedback if not store.is_withdrawn(f.contributor))
-                    store.add_redactions(counts)
-                else:
-                    report.withdrawn += 1
+                keys.add((rec.source, rec.key))
+                prepared.append((_line, rec, redact_record(rec)))
+                if batches.due(len(prepared)):
+                    _write(store, batches, prepared, path, skip_invalid, report, seen, consent_row)
+                    keys.clear()
+            _write(store, batches, prepared, path, skip_invalid, report, seen, consent_row)
             report.known_ids = len(seen & before)
             _check_something(path, report, first_errors)
-            store.conn.execute(
-                "UPDATE imports SET records=?, duplicates=?, skipped=? WHERE id=?",
-                (report.records, report.duplicates, len(report.skipped), import_id),
-            )
             if dry_run:
                 raise _DryRun
+            with batches.final():
+                store.add_redactions(report.redactions)
+                store.conn.execute("UPDATE imports SET records=?, duplicates=?, skipped=? WHERE id=?",
+                                   (report.records, report.duplicates, len(report.skipped), batches.import_id))
     except _DryRun:
         pass
     finally:
         if bar is not None:
             bar.close()
     return report
+
+
+def _write(store: Store, batches, prepared: list, path: Path, skip_invalid: bool, report: ImportReport,
+           seen: set[str], consent_row) -> None:
+    """Write the prepared (line, record, redaction counts) in one short transaction, then empty the list."""
+    with batches.batch():
+        for line, rec, counts in prepared:
+            try:
+                added = store.add_record(rec, batches.import_id, consent_row)
+            except OwnershipError as e:  # a bad record: named by file, line and field
+                msg = f"{path}:{line}: field 'feedback[{e.index}].contributor': {e}"
+                if not skip_invalid:
+                    raise ImportFailed(f"{msg} (nothing was imported; use --skip-invalid to import the valid records)") from None
+                report.skipped.append(msg)
+                continue
+            seen |= {store.resolve(f.contributor) for f in rec.feedback} | ({store.resolve(rec.owner)} if rec.owner else set())
+            if added:
+                report.records += 1
+                report.redactions.update(counts)
+                report.feedback.update(f.kind for f in rec.feedback if not store.is_withdrawn(f.contributor))
+            else:
+                report.withdrawn += 1
+    prepared.clear()
 
 
 def _check_something(path: Path, report: ImportReport, errors: list[RecordError]) -> None:

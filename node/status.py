@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from node.consent import contributor_states
+from node.import_batches import VISIBLE
 from node.node_dir import NodeDir
 from node.releases import open_ledger
 
@@ -22,7 +23,7 @@ def node_status(nd: NodeDir, store, now: datetime | None = None) -> dict:
     states = Counter(s.status for s in contributor_states(store, policy, now))
     q = store.conn.execute
     languages, models, sources = Counter(), Counter(), Counter()
-    for lang, mods, src in q("SELECT language, models, source FROM conversations"):
+    for lang, mods, src in q(f"SELECT language, models, source FROM conversations WHERE {VISIBLE}"):
         languages[lang or "unknown"] += 1
         sources[src] += 1
         for m in json.loads(mods):
@@ -38,13 +39,14 @@ def node_status(nd: NodeDir, store, now: datetime | None = None) -> dict:
             "no_consent": states["no_consent"] + states["licence_not_accepted"],
             "withdrawn": q("SELECT COUNT(*) FROM withdrawn").fetchone()[0],
         },
-        "conversations": q("SELECT COUNT(*) FROM conversations").fetchone()[0],
-        "feedback": dict(q("SELECT kind, COUNT(*) FROM feedback GROUP BY kind ORDER BY kind").fetchall()),
+        "conversations": q(f"SELECT COUNT(*) FROM conversations WHERE {VISIBLE}").fetchone()[0],
+        "feedback": dict(q(f"SELECT kind, COUNT(*) FROM feedback WHERE conversation_id IN (SELECT id FROM conversations WHERE {VISIBLE})"
+                          " GROUP BY kind ORDER BY kind").fetchall()),
         "sources": dict(sorted(sources.items())),
         "languages": dict(sorted(languages.items())),
         "models": dict(sorted(models.items())),
         "redactions": dict(q("SELECT kind, n FROM redactions ORDER BY kind").fetchall()),
-        "imports": q("SELECT COUNT(*) FROM imports").fetchone()[0],
+        "imports": q("SELECT COUNT(*) FROM imports WHERE state='done'").fetchone()[0],
     }
 
 

@@ -1,28 +1,36 @@
-"""The node's store: one SQLite database per node directory (WAL, versioned migrations).
+"""The node's store: one SQLCipher database per node directory (WAL, versioned migrations).
 
-Conversation text and free-text feedback are sealed with AES-GCM (node/crypto.py); everything a
-query needs without text (kinds, outcomes, ratings, model names, languages) stays in plain columns.
-Dedup keys are keyed HMACs, never text. `secure_delete` is on, so deleted rows are overwritten;
-`forget` also VACUUMs and truncates the WAL so a withdrawn contributor's text is gone from the file.
+The whole file is encrypted (node/store_db.py); inside it, conversation text, free-text feedback
+and metadata are sealed again with AES-GCM (node/crypto.py: defence in depth), while what a query
+needs without text (kinds, outcomes, ratings, model names, languages) is in columns. Dedup keys are
+keyed HMACs, never text. `secure_delete` is on, so deleted rows are overwritten; `forget` also
+VACUUMs and truncates the WAL so a withdrawn contributor's text is gone from the file.
+
+Readers stream: `records()` reads and decrypts in bounded batches, and ignores rows of an import
+that has not finished (node/import_batches.py: a long import commits in batches, all-or-nothing to
+readers; a crashed one is rolled back when the store opens).
 
 Protects ARCHITECTURE.md invariants 1 (text sealed at rest), 8 (withdrawal deletes) and 9 (every
-write is one transaction: a failure leaves the store as it was).
+write is one transaction, every import all-or-nothing: a failure leaves the store as it was).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from node import links
+from node import import_batches, links, store_db
 from node.crypto import StoreCipher
 from node.ownership import check_ownership
 from node.schema import Feedback, Message, Record, Response
+from node.store_cache import EmbeddingCache, _statements
+from node.store_db import StoreBusy
+
+__all__ = ["DB_NAME", "MIGRATIONS", "EmbeddingCache", "Store", "StoreBusy", "StoreError", "utcnow"]
 
 DB_NAME = "store.sqlite"
 
@@ -89,21 +97,48 @@ MIGRATIONS: list[str | Callable[["Store"], None]] = [
     );
     """,
     links.migrate_v2,  # v2: contributor_links; "format:id" ids become the member's id (node/links.py)
+    # v3: the node service's members, invitations, contributions, policy proposals and objections (node/service/)
+    """
+    CREATE TABLE members(
+        id TEXT PRIMARY KEY,                -- the member's pseudonymous contributor id
+        token_mac TEXT NOT NULL UNIQUE,     -- keyed HMAC of the bearer token: the token is never stored
+        created_at TEXT NOT NULL,
+        enrolled_by TEXT NOT NULL           -- "invite" or "open"
+    );
+    CREATE TABLE invites(code_mac TEXT PRIMARY KEY, created_at TEXT NOT NULL, used_at TEXT);
+    CREATE TABLE contributions(
+        id TEXT PRIMARY KEY,                -- the record's key; its conversation uid is HMAC(record, source, id)
+        member TEXT NOT NULL,
+        source TEXT NOT NULL,
+        licence TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        eligible_from TEXT NOT NULL,
+        pending BLOB                        -- the sealed, redacted Record while it waits; NULL once stored
+    );
+    CREATE INDEX contributions_member ON contributions(member);
+    CREATE TABLE proposals(
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        effective_at TEXT NOT NULL,
+        policy TEXT NOT NULL,               -- the proposed policy.toml
+        policy_sha256 TEXT NOT NULL,
+        base_sha256 TEXT NOT NULL,          -- the policy it replaces
+        status TEXT NOT NULL                -- pending, applied, superseded
+    );
+    CREATE TABLE objections(
+        proposal_id INTEGER NOT NULL REFERENCES proposals(id),
+        member_mac TEXT NOT NULL,           -- keyed HMAC of the member: one objection each, never who
+        reason BLOB,                        -- sealed, redacted
+        created_at TEXT NOT NULL,
+        PRIMARY KEY(proposal_id, member_mac)
+    );
+    """,
+    import_batches.V4,  # v4: batched imports stay invisible until done (node/import_batches.py)
 ]
 
 
 class StoreError(Exception):
     """The store cannot do what was asked (unknown contributor, newer schema)."""
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A SQLite connection in WAL mode, synchronous FULL, foreign keys and secure_delete on."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30)  # explicit transactions
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")  # a committed ledger entry survives power loss
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA secure_delete=ON")  # deleted content is overwritten with zeros
-    return conn
 
 
 class Store:
@@ -112,8 +147,18 @@ class Store:
     def __init__(self, path: Path, cipher: StoreCipher):
         self.path = Path(path)
         self.cipher = cipher
-        self.conn = connect(self.path)
-        self.migrate()
+        store_db.migrate_plaintext(self.path, cipher.db_key)  # a store written before issue 15, or a crashed migration
+        self.conn = store_db.connect(self.path, cipher.db_key)
+        try:
+            self.migrate()
+            import_batches.recover(self)
+            if self.meta_get("scrub_pending"):  # a withdrawal's scrub that a reader held off
+                from node.withdrawal import finish_scrub
+
+                finish_scrub(self)
+        except BaseException:
+            self.conn.close()
+            raise
 
     def __enter__(self) -> "Store":
         return self
@@ -141,12 +186,14 @@ class Store:
 
     @contextmanager
     def transaction(self):
-        """BEGIN IMMEDIATE ... COMMIT; any exception rolls everything back."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE ... COMMIT; any exception rolls everything back. The wait for the write
+        lock is bounded (node/store_db.py BUSY_TIMEOUT_S): past it, StoreBusy names the holder."""
+        store_db.retry(lambda: self.conn.execute("BEGIN IMMEDIATE"), self.path)
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")
@@ -177,9 +224,19 @@ class Store:
         return self.conn.execute("SELECT 1 FROM conversations WHERE uid=?", (uid,)).fetchone() is not None
 
     def ensure_contributor(self, cid: str, consent: tuple[str, str, str] | None = None) -> None:
-        """Add the contributor if new; with `consent` (licence, at, source), record it."""
-        self.conn.execute("INSERT OR IGNORE INTO contributors(id, first_seen) VALUES(?, ?)", (cid, utcnow()))
+        """Add the contributor if new; with `consent` (licence, at, source), record it. Inside a batched
+        import, a new contributor stays hidden and a known one's consent waits for the import's final
+        commit (node/import_batches.py)."""
+        pending = import_batches.pending_id(self)
+        if pending is None:
+            new = self.conn.execute("INSERT OR IGNORE INTO contributors(id, first_seen) VALUES(?, ?)", (cid, utcnow())).rowcount
+        else:
+            new = self.conn.execute("INSERT OR IGNORE INTO contributors(id, first_seen, pending_import) VALUES(?, ?, ?)",
+                                    (cid, utcnow(), pending)).rowcount
         if consent:
+            if pending is not None and not new:
+                import_batches.defer_consent(self, cid, consent)
+                return
             licence, at, source = consent
             self.conn.execute(
                 "UPDATE contributors SET consent_licence=?, consent_at=?, consent_source=? WHERE id=?",
@@ -217,7 +274,7 @@ class Store:
                 rec.timestamp,
                 import_id,
                 json.dumps([r.model for r in rec.responses]),
-                json.dumps(rec.meta, sort_keys=True),
+                self.cipher.seal(json.dumps(rec.meta, sort_keys=True).encode("utf-8"), b"meta:" + uid.encode()),
                 self.cipher.seal(body, b"conv:" + uid.encode()),
             ),
         )
@@ -243,43 +300,66 @@ class Store:
 
     # --- reading records -----------------------------------------------------------------------
 
-    def records(self, contributors: Iterable[str] | None = None, sources: Iterable[str] | None = None) -> Iterator[Record]:
-        """Decrypted records. With `contributors`, only their feedback, and only conversations that are
-        either theirs or no member's (the consent gate: see node/consent.py)."""
+    def records(self, contributors: Iterable[str] | None = None, sources: Iterable[str] | None = None,
+                batch: int = 500) -> Iterator[Record]:
+        """Decrypted records, read and decrypted `batch` conversations at a time (memory stays bounded).
+        With `contributors`, only their feedback, and only conversations that are either theirs or no
+        member's (the consent gate: see node/consent.py). The view is the store as it was when
+        iteration began: rows of an unfinished import, and rows written later, are left out."""
         allowed = set(contributors) if contributors is not None else None
-        q = "SELECT id, uid, source, owner, language, created_at, models, meta, body FROM conversations"
-        args: list = []
+        hidden = import_batches.pending_ids(self)
+        top = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM conversations").fetchone()[0]
+        where, args = "id > ? AND id <= ?", [top]
         if sources is not None:
             srcs = list(sources)
-            q += f" WHERE source IN ({','.join('?' * len(srcs))})"
+            where += f" AND source IN ({','.join('?' * len(srcs))})"
             args += srcs
-        q += " ORDER BY id"
-        for cid, uid, source, owner, lang, created, models, meta, body in self.conn.execute(q, args).fetchall():
-            if allowed is not None and owner is not None and owner not in allowed:
-                continue
-            fb = []
-            for fid, contributor, kind, data, text, fcreated in self.conn.execute(
-                "SELECT id, contributor, kind, data, text, created_at FROM feedback WHERE conversation_id=? ORDER BY id",
-                (cid,),
-            ):
-                if allowed is not None and contributor not in allowed:
+        q = f"SELECT id, uid, source, owner, language, created_at, models, meta, body, import_id FROM conversations WHERE {where}"
+        last = 0
+        while True:
+            rows = self.conn.execute(q + " ORDER BY id LIMIT ?", [last, *args, batch]).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            rows = [r for r in rows if r[9] not in hidden and (allowed is None or r[3] is None or r[3] in allowed)]
+            fbs: dict[int, list[Feedback]] = {}
+            if rows:
+                for conv, fid, contributor, kind, data, text, fcreated in self.conn.execute(
+                    "SELECT conversation_id, id, contributor, kind, data, text, created_at FROM feedback"
+                    " WHERE conversation_id BETWEEN ? AND ? ORDER BY conversation_id, id", (rows[0][0], rows[-1][0])):
+                    if allowed is None or contributor in allowed:
+                        plain = self.cipher.open(text, b"feedback:%d" % fid).decode("utf-8") if text is not None else None
+                        fbs.setdefault(conv, []).append(Feedback(kind, contributor, json.loads(data), plain, fcreated))
+            for cid, uid, source, owner, lang, created, models, meta, body, _imp in rows:
+                fb = fbs.get(cid, [])
+                if allowed is not None and not fb and owner is None:
                     continue
-                plain = self.cipher.open(text, b"feedback:%d" % fid).decode("utf-8") if text is not None else None
-                fb.append(Feedback(kind, contributor, json.loads(data), plain, fcreated))
-            if allowed is not None and not fb and owner is None:
-                continue
-            doc = json.loads(self.cipher.open(body, b"conv:" + uid.encode()))
-            yield Record(
-                source=source,
-                key=uid,  # the source key is not stored in clear; uid identifies the record
-                prompt=[Message(role, text) for role, text in doc["prompt"]],
-                responses=[Response(t, m) for t, m in zip(doc["responses"], json.loads(models))],
-                feedback=fb,
-                owner=owner,
-                language=lang,
-                timestamp=created,
-                meta=json.loads(meta),
-            )
+                doc = json.loads(self.cipher.open(body, b"conv:" + uid.encode()))
+                yield Record(
+                    source=source,
+                    key=uid,  # the source key is not stored in clear; uid identifies the record
+                    prompt=[Message(role, text) for role, text in doc["prompt"]],
+                    responses=[Response(t, m) for t, m in zip(doc["responses"], json.loads(models))],
+                    feedback=fb,
+                    owner=owner,
+                    language=lang,
+                    timestamp=created,
+                    meta=self.open_meta(uid, meta),
+                )
+
+    def open_meta(self, uid: str, meta: bytes | str) -> dict:
+        """A conversation's metadata: sealed since issue 15 (bound to its uid), JSON text before."""
+        if isinstance(meta, bytes):
+            meta = self.cipher.open(meta, b"meta:" + uid.encode()).decode("utf-8")
+        return json.loads(meta)
+
+    def contributor_ids(self, batch: int = 5000) -> Iterator[str]:
+        """Every contributor id, ordered, without loading records (ids of an unfinished import left out)."""
+        last = ""
+        while rows := self.conn.execute("SELECT id FROM contributors WHERE pending_import IS NULL AND id > ? ORDER BY id"
+                                        " LIMIT ?", (last, batch)).fetchall():
+            last = rows[-1][0]
+            yield from (r[0] for r in rows)
 
     # --- embeddings cache (a model.features.FeatureCache: key / get_many / put_many) -------------
 
@@ -295,98 +375,13 @@ class Store:
 
     def forget(self, contributor: str) -> dict:
         """Delete everything of the person `contributor` names (any of their linked ids) and tombstone
-        every id of theirs; the file is then vacuumed."""
-        contributor = links.resolve(self, contributor)
-        with self.transaction():
-            links.forget_aliases(self, contributor)
-            known = self.conn.execute("SELECT 1 FROM contributors WHERE id=?", (contributor,)).fetchone()
-            if not known and not self.is_withdrawn(contributor):
-                raise StoreError(f"no contributor {contributor!r} in this node")
-            owned = [r[0] for r in self.conn.execute("SELECT id FROM conversations WHERE owner=?", (contributor,))]
-            texts = set()
-            for cid in owned:
-                texts |= self._texts_of(cid)
-            n_fb = self.conn.execute("DELETE FROM feedback WHERE contributor=?", (contributor,)).rowcount
-            n_conv = self.conn.execute("DELETE FROM conversations WHERE owner=?", (contributor,)).rowcount
-            # Conversations that were no member's text and now have no feedback left are removed too.
-            orphans = [
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT id FROM conversations c WHERE owner IS NULL"
-                    " AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.conversation_id = c.id)"
-                )
-            ]
-            for cid in orphans:
-                texts |= self._texts_of(cid)
-                self.conn.execute("DELETE FROM conversations WHERE id=?", (cid,))
-            # Embeddings of deleted text: the cache is keyed by HMAC(featurizer, text).
-            names = [r[0] for r in self.conn.execute("SELECT value FROM meta WHERE key LIKE 'featurizer:%'")]
-            for name in names:
-                for t in texts:
-                    self.conn.execute("DELETE FROM embeddings WHERE key=?", (self.cipher.ident("emb", name, t),))
-            self.conn.execute("DELETE FROM contributors WHERE id=?", (contributor,))
-            self.conn.execute(
-                "INSERT OR IGNORE INTO withdrawn(id_mac, withdrawn_at) VALUES(?, ?)",
-                (self.cipher.ident("contributor", contributor), utcnow()),
-            )
-        self.scrub()
-        return {"feedback_deleted": n_fb, "conversations_deleted": n_conv + len(orphans)}
+        every id of theirs; the file is then vacuumed (node/withdrawal.py)."""
+        from node.withdrawal import forget
 
-    def _texts_of(self, conv_id: int) -> set[str]:
-        uid, body = self.conn.execute("SELECT uid, body FROM conversations WHERE id=?", (conv_id,)).fetchone()
-        doc = json.loads(self.cipher.open(body, b"conv:" + uid.encode()))
-        return {t for _, t in doc["prompt"]} | set(doc["responses"])
+        return forget(self, contributor)
 
-    def scrub(self) -> None:
-        """Rewrite the database file and empty the WAL so no freed page keeps old bytes."""
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.conn.execute("VACUUM")
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def scrub(self) -> bool:
+        """Rewrite the file and empty the WAL so no freed page keeps old bytes (node/withdrawal.py)."""
+        from node.withdrawal import scrub
 
-
-class EmbeddingCache:
-    """Sealed feature vectors keyed by HMAC(featurizer, text): the cache never holds text.
-
-    Implements model.features.FeatureCache: encode through it with `model.features.CachedEncoder`."""
-
-    def __init__(self, store: Store, featurizer_name: str):
-        self.store, self.name = store, featurizer_name
-        store.conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (f"featurizer:{featurizer_name}", featurizer_name)
-        )
-
-    def key(self, text: str) -> str:
-        """The cache key of `text`: HMAC(featurizer, text)."""
-        return self.store.cipher.ident("emb", self.name, text)
-
-    def get_many(self, keys: list[str]):
-        """The cached vectors among `keys` (missing keys are left out), opened."""
-        import numpy as np
-
-        out = {}
-        for k in keys:
-            row = self.store.conn.execute("SELECT vec FROM embeddings WHERE key=?", (k,)).fetchone()
-            if row:
-                out[k] = np.frombuffer(self.store.cipher.open(row[0], b"emb:" + k.encode()), dtype=np.float32)
-        return out
-
-    def put_many(self, items: dict) -> None:
-        """Seal and store the vectors, in one transaction."""
-        import numpy as np
-
-        with self.store.transaction():
-            for k, v in items.items():
-                blob = self.store.cipher.seal(np.asarray(v, dtype=np.float32).tobytes(), b"emb:" + k.encode())
-                self.store.conn.execute("INSERT OR REPLACE INTO embeddings(key, vec) VALUES(?, ?)", (k, blob))
-
-
-def _statements(script: str) -> list[str]:
-    out, buf = [], ""
-    for line in script.splitlines():
-        line = line.split("--", 1)[0]
-        buf += line + "\n"
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                out.append(buf.strip())
-            buf = ""
-    return out
+        return scrub(self)

@@ -2,7 +2,6 @@
 with who gave it) and a passphrase variable named at init honoured by every later command."""
 
 import json
-import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from click.testing import CliRunner
 
 from cairn.cli import cli
 from node.consent import ConsentError, check_consent
+from node.node_dir import NodeDir
 from privacy.policy import Policy
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
@@ -25,10 +25,8 @@ def run(*args, ok=True, env=None):
 
 
 def consent_rows(d):
-    conn = sqlite3.connect(Path(d) / "store.sqlite")
-    rows = conn.execute("SELECT id, consent_licence, consent_at, consent_source FROM contributors ORDER BY id").fetchall()
-    conn.close()
-    return rows
+    with NodeDir(d).open_store() as store:  # the store is encrypted (SQLCipher): only its key opens it
+        return store.conn.execute("SELECT id, consent_licence, consent_at, consent_source FROM contributors ORDER BY id").fetchall()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cairn.cli import cli
+from node.node_dir import NodeDir
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
 CANARY = "CANARY-91c2-albatross-ledger"
@@ -30,10 +30,9 @@ def status(d):
 
 
 def snapshot(d):
-    conn = sqlite3.connect(Path(d) / "store.sqlite")
-    out = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("conversations", "feedback", "contributors")}
-    conn.close()
-    return out
+    with NodeDir(d).open_store() as store:  # encrypted (SQLCipher); opening rolls back a killed import's batches
+        return {t: store.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("conversations", "feedback", "contributors")}
 
 
 @pytest.fixture
@@ -169,10 +168,9 @@ def test_killed_import_leaves_store_as_it_was(nd, tmp_path):
     assert proc.poll() is None, "the import finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    conn = sqlite3.connect(Path(nd) / "store.sqlite")
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    conn.close()
-    assert snapshot(nd) == before
+    assert snapshot(nd) == before  # opening the store rolled the killed import back
+    with NodeDir(nd).open_store() as store:
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert status(nd)["conversations"] == before["conversations"]
 
 

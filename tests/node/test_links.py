@@ -2,7 +2,6 @@
 and the v2 migration of stores whose ids carried their format ("sharelm:member-010")."""
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -155,4 +154,4 @@ def test_migration_v2_moves_format_prefixed_ids_to_the_member_id(node_dir, tmp_p
             rec.source, rec.owner = "sharelm", "gone-1"
             assert not store.add_record(rec, None, None)
         store.forget("member-010")
-        assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 0
+        assert store.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 0

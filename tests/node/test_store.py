@@ -1,10 +1,10 @@
 """The node store: encryption at rest, dedup, consent gate, withdrawal, key handling."""
 
 import os
-import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlcipher3 import dbapi2 as sqlcipher
 
 from node.consent import eligible_contributors, record_consent
 from node.crypto import CryptoError
@@ -155,8 +155,8 @@ def test_migrations_are_versioned_and_idempotent(node_dir):
         assert store.schema_version() == len(MIGRATIONS)
     with node_dir.open_store() as store:  # opening again migrates nothing
         assert store.schema_version() == len(MIGRATIONS)
-    conn = sqlite3.connect(node_dir.path / "store.sqlite")
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with node_dir.open_store() as store:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_transaction_rolls_back_on_error(node_dir):
@@ -171,5 +171,5 @@ def test_transaction_rolls_back_on_error(node_dir):
 def test_store_is_a_context_manager_that_closes(node_dir):
     with pytest.raises(RuntimeError), node_dir.open_store() as store:
         raise RuntimeError("boom")
-    with pytest.raises(sqlite3.ProgrammingError):  # closed even though the block raised
+    with pytest.raises(sqlcipher.ProgrammingError):  # closed even though the block raised
         store.conn.execute("SELECT 1")
