@@ -13,7 +13,7 @@ from dp_accounting import dp_event as de
 from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
 
 from privacy import configure
-from privacy.accounting import epsilon_by_method, epsilon_of, pld
+from privacy.accounting import adaptive_epsilon, epsilon_by_method, epsilon_of, new_state, pld, rdp, state_report
 from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent, dpsgd_event, dpsgd_params
 
 
@@ -47,6 +47,7 @@ def main() -> None:
 
     def run(name, fn):
         pld.clear_cache()
+        rdp.clear_cache()
         t = time.perf_counter()
         eps = fn()
         rows.append((name, time.perf_counter() - t, eps))
@@ -54,6 +55,16 @@ def main() -> None:
     run("cairn epsilon_of (tightest)", lambda: epsilon_of(hist, args.delta).epsilon)
     run("cairn pld", lambda: epsilon_by_method(hist, args.delta, "pld"))
     run("cairn rdp", lambda: epsilon_by_method(hist, args.delta, "rdp"))
+    run("privacy filter, from scratch (adaptive_epsilon)", lambda: adaptive_epsilon(hist, args.delta).epsilon)
+
+    def running():  # what a ledger does: the filter's running state, one release at a time (issue 16)
+        st = new_state()
+        for e in hist:
+            st.add(e)
+            state_report(st, args.delta)  # the figure after every release, as each append claims it
+        return state_report(st, args.delta).epsilon
+
+    run("privacy filter, running state (every prefix)", running)
 
     def dp_accounting_pld():  # reference: dp_accounting composing the ledger event by event
         acc = PLDAccountant()
@@ -70,9 +81,9 @@ def main() -> None:
     if args.with_reference:
         run("dp_accounting PLDAccountant (per event)", dp_accounting_pld)
     print(f"accountant on a {args.events:,}-event history, delta={args.delta:g}")
-    print(f"{'method':42s} {'seconds':>9s} {'epsilon':>10s}")
+    print(f"{'method':48s} {'seconds':>9s} {'epsilon':>10s}")
     for name, secs, eps in rows:
-        print(f"{name:42s} {secs:9.3f} {eps:10.4f}")
+        print(f"{name:48s} {secs:9.3f} {eps:10.4f}")
 
 
 if __name__ == "__main__":

@@ -173,12 +173,14 @@ def format_plan(plans: list[NodePlan]) -> list[str]:
     return lines
 
 
-def ask_budgets_and_plan(grid, nodes: list[int], infos: dict[int, dict], cfg, send) -> dict:
-    """Ask every node its budget (MessageType.BUDGET), make the plan (coordinator/planning.py) and
-    log it, before anything is spent. Returns {node_id: NodePlan}; a node that does not answer is
-    left out of the run."""
-    reps = send(grid, MessageType.BUDGET, nodes, {n: RecordDict() for n in nodes}, "budget", cfg.timeout)
-    budgets = {infos[n][Key.NODE_ID]: dict(r.content[Record.BUDGET]) for n, r in reps.items() if Record.BUDGET in r.content}
+def ask_budgets_and_plan(grid, nodes: list[int], infos: dict[int, dict], cfg, send, budgets: dict | None = None) -> dict:
+    """Ask every node its budget (MessageType.BUDGET; skipped when `budgets` {node_id: budget record}
+    came with the hellos), make the plan (coordinator/planning.py) and log it, before anything is
+    spent. Returns {node_id: NodePlan}; a node that does not answer is left out of the run."""
+    if budgets is None:
+        reps = send(grid, MessageType.BUDGET, nodes, {n: RecordDict() for n in nodes}, "budget", cfg.timeout)
+        budgets = {infos[n][Key.NODE_ID]: dict(r.content[Record.BUDGET]) for n, r in reps.items()
+                   if Record.BUDGET in r.content}
     for n in nodes:
         if infos[n][Key.NODE_ID] not in budgets:
             log.warning("%s did not report its budget: left out of this run", infos[n][Key.NAME])

@@ -18,11 +18,17 @@ noise is split over cells: the composition of Gaussians is a Gaussian, Dong, Rot
 "Gaussian Differential Privacy", JRSS B, https://arxiv.org/abs/1905.02383, Corollary 3.3). The key
 discovery (node/discovery.py) is Gaussian noise too; the small delta of its threshold is not
 projected, so a quote may fall short of the ledger by a few hundredths — the gate still decides.
+
+Incremental (issue 16): the quote starts from the ledger's running filter state (`Ledger.filter_state()`,
+privacy/accounting/running.py) and adds each projected release to a copy of it, so a plan never replays
+the ledger's history; each query's noise is calibrated once (privacy/accounting/calibration.py caches it).
 """
 
 from __future__ import annotations
 
-from privacy.accounting import adaptive_epsilon, epsilon_of
+from typing import Sequence
+
+from privacy.accounting import FilterState, epsilon_of, new_state, state_report
 from privacy.accounting.calibration import discrete_gaussian_sigma_for
 from privacy.events import DiscreteGaussianEvent, DpEvent, SelfComposedEvent, dpsgd_event
 
@@ -36,7 +42,17 @@ def query_event(kind: str, epsilon: float, delta: float) -> DpEvent:
     return DiscreteGaussianEvent(discrete_gaussian_sigma_for(float(epsilon), delta, 1, 1), 1)
 
 
-def quote(policy, history: list[DpEvent], train_request, queries: list[tuple[str, float]], train_share: float) -> dict:
+def running(history: Sequence[DpEvent] | FilterState) -> FilterState:
+    """The filter's running state of `history` (events, or a ledger's state as it is)."""
+    if isinstance(history, FilterState):
+        return history
+    st = new_state()
+    for e in history:
+        st.add(e)
+    return st
+
+
+def quote(policy, history: Sequence[DpEvent] | FilterState, train_request, queries: list[tuple[str, float]], train_share: float) -> dict:
     """Fit the plan (see the module docstring). `train_request`: node.training.TrainRequest or None.
     Returns {"train_epsilon": fitted (0 = no training fits), "queries": [kinds that fit], "after":
     [[release, cumulative epsilon after it], ...] in order, "spent": the filter's figure now}.
@@ -48,7 +64,8 @@ def quote(policy, history: list[DpEvent], train_request, queries: list[tuple[str
     delta, cap = policy.delta, policy.epsilon_cap
     sigma = float(policy.min_contributors_noise)
     threshold = [DiscreteGaussianEvent(sigma, 1)] if sigma > 0 else []
-    spent = adaptive_epsilon(history, delta).epsilon if history else 0.0
+    base = running(history)
+    spent = state_report(base, delta).epsilon
     r = train_request
     q = min(policy.max_sampling_rate, float(r.sampling_rate)) if r is not None else 0.0
 
@@ -56,13 +73,15 @@ def quote(policy, history: list[DpEvent], train_request, queries: list[tuple[str
         return SelfComposedEvent(dpsgd_event(q, z, r.local_steps, r.max_grad_norm), r.rounds)
 
     def project(z: float | None, kinds: list[tuple[str, float]]) -> list[list]:
-        evs, out = list(history), []
+        st, out = base.copy(), []
         if z is not None:
-            evs += [*threshold, plan_event(z)]
-            out.append(["train", adaptive_epsilon(evs, delta).epsilon])
+            for e in [*threshold, plan_event(z)]:
+                st.add(e)
+            out.append(["train", state_report(st, delta).epsilon])
         for kind, eps in kinds:
-            evs += [*threshold, query_event(kind, eps, delta)]
-            out.append([kind, adaptive_epsilon(evs, delta).epsilon])
+            for e in [*threshold, query_event(kind, eps, delta)]:
+                st.add(e)
+            out.append([kind, state_report(st, delta).epsilon])
         return out
 
     limit = spent + train_share * (cap - spent)
@@ -91,7 +110,7 @@ def quote(policy, history: list[DpEvent], train_request, queries: list[tuple[str
             "spent": spent}
 
 
-def quote_request(policy, history: list[DpEvent], plan_json: str) -> str:
+def quote_request(policy, history: Sequence[DpEvent] | FilterState, plan_json: str) -> str:
     """The reply to a budget request carrying the coordinator's proposal (protos.wire.Key.PLAN):
     the quote as JSON. A malformed proposal is refused by rule (QueryError) before any work."""
     import json
@@ -117,7 +136,7 @@ def quote_request(policy, history: list[DpEvent], plan_json: str) -> str:
             raise ValueError(f"'train_share' must be a number, got {share!r}")
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise QueryError(f"budget request: field 'plan' is not a plan proposal ({e})") from None
-    if train is not None and (problem := request_problem(train)):
+    if train is not None and (problem := request_problem(train, policy)):
         raise QueryError(f"budget request: field 'plan.train': {problem}")
     if not 0 < share <= 1:
         raise QueryError(f"budget request: field 'plan.train_share' must be in (0, 1], got {share!r}")

@@ -22,6 +22,10 @@ durably committed (PRAGMA synchronous=FULL: fsync at commit) before any payload 
 the network (invariant 2); the cached payload also answers a repeated identical request (invariant
 3). The claimed epsilon and the cap check are computed inside that write transaction, so two
 processes cannot both squeeze under the cap.
+
+Incremental accounting (issue 16): the ledger keeps its running accounting state, derived only from
+its verified rows and cached by head hash (privacy/ledger_accounting.py), and adds each new entry to it
+instead of replaying the history on every append, budget query and plan.
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
 
-from privacy.accounting import ADAPTIVE, EpsilonReport, adaptive_epsilon, epsilon_of
+from privacy.accounting import ADAPTIVE, EpsilonReport, FilterState, epsilon_of, state_report
 from privacy.events import DpEvent, event_from_proto, event_to_proto
 from privacy.keys import node_id_of, raw_public_key
+from privacy.ledger_accounting import GENESIS_PREV_HASH as GENESIS_PREV_HASH  # public: the chain's first prev_hash
+from privacy.ledger_accounting import AccountingState, StateError, remember, running_state
+from privacy.ledger_sidecar import SCHEMA as SIDECAR_SCHEMA
+from privacy.ledger_sidecar import SIDECAR_EVERY, mac_key_of, save_sidecar, sidecar_seq
 from protos import ledger_pb2
-
-GENESIS_PREV_HASH = bytes(32)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS privacy_ledger_meta (
@@ -164,7 +170,8 @@ class Ledger:
         conn.execute("PRAGMA synchronous=FULL")  # a committed entry survives power loss (fsync)
         if conn.in_transaction:
             raise LedgerError("open the ledger on a connection outside a transaction")
-        conn.executescript(_SCHEMA)
+        conn.executescript(_SCHEMA + SIDECAR_SCHEMA)
+        self._mac_key = mac_key_of(signing_key.private_bytes_raw())  # the accounting sidecar's HMAC secret
         row = conn.execute("SELECT value FROM privacy_ledger_meta WHERE key='public_key'").fetchone()
         if row is None:
             self._write(lambda: conn.execute(
@@ -219,17 +226,26 @@ class Ledger:
     def spent(self, delta: float) -> EpsilonReport:
         """Cumulative epsilon of the whole ledger at `delta`: the privacy filter's figure, what the
         cap is enforced against (privacy/accounting/filter.py; method "rdp-filter", adaptive)."""
-        return adaptive_epsilon(self.events(), delta)
+        return state_report(self._accounting().filter, delta)
+
+    def filter_state(self) -> FilterState:
+        """A copy of the privacy filter's running state of the whole ledger (privacy/accounting/running.py):
+        add projected releases to it (`.add(event)`) and read their figure with `state_report`."""
+        return self._accounting().filter.copy()
 
     def plans(self, delta: float) -> dict[str, EpsilonReport]:
         """The tight epsilon of each training plan committed in the ledger before its first round
-        (plan id -> report; method "pld", fixed in advance), from the plan's first entry."""
-        out: dict[str, EpsilonReport] = {}
-        for e in self.entries():
-            b = e.body
-            if b.plan_id and b.plan_id not in out and b.HasField("plan_event"):
-                out[b.plan_id] = epsilon_of([event_from_proto(b.plan_event)], delta)
-        return out
+        (plan id -> report; method "pld", fixed in advance), from the plan's first entry; each plan's
+        figure is computed once (privacy/accounting `epsilon_of` caches it)."""
+        return {pid: epsilon_of([ev], delta) for pid, (_, ev, _) in self._accounting().plans.items()}
+
+    def _accounting(self) -> AccountingState:
+        """The running state of the whole ledger (privacy/ledger_accounting.py); LedgerError on a row that
+        does not verify."""
+        try:
+            return running_state(self.conn, self.public_key, self._mac_key)
+        except StateError as e:
+            raise LedgerError(str(e)) from None
 
     def payload_salt(self, seq: int) -> bytes:
         """The 32-byte salt of entry `seq`'s payload commitment: the node reveals it (with the payload)
@@ -266,22 +282,22 @@ class Ledger:
         training plan fixed in advance; its first entry commits the plan, later ones must repeat it."""
         event_msg = event_to_proto(event)  # validates the event
 
-        def txn() -> Committed:
+        def txn() -> tuple[Committed, AccountingState]:
             if request_hash:
                 hit = self.cached(request_hash)
                 if hit is not None:
                     raise AlreadyReleased(*hit)
-            prev = self.head()
-            history = [event_from_proto(e.body.event) for e in self.entries()]
+            st = self._accounting()  # the running state up to the head, read inside the write lock
+            projected = st.filter.copy().add(event)
             # the cap is a privacy filter: sound under adaptively chosen releases (issue 10, finding 4)
-            report = adaptive_epsilon([*history, event], target_delta)
+            report = state_report(projected, target_delta)
             if epsilon_cap is not None and report.epsilon > epsilon_cap:
                 raise CapExceeded(report, epsilon_cap)
-            seq = 0 if prev is None else prev.body.seq + 1
-            plan_report = self._check_plan(plan, target_delta) if plan is not None else None
+            seq = st.seq + 1
+            plan_report = self._check_plan(plan, target_delta, st) if plan is not None else None
             body = ledger_pb2.LedgerEntryBody(
                 seq=seq,
-                prev_hash=GENESIS_PREV_HASH if prev is None else prev.entry_hash,
+                prev_hash=st.head_hash,
                 node_id=self.node_id,
                 created_at=created_at or utc_now(),
                 release_kind=release_kind,
@@ -308,21 +324,33 @@ class Ledger:
             if payload is not None and request_hash:
                 self.conn.execute("INSERT INTO privacy_release_cache(request_hash, seq, payload) VALUES (?, ?, ?)",
                                   (request_hash, body.seq, payload))
-            return Committed(self._entry(raw, h, sig), report)
+            after = AccountingState(seq, h, projected, st.plans)
+            if plan is not None and plan_report is not None and plan[0] not in st.plans:
+                after.plans = {**st.plans, plan[0]: (body.plan_event.SerializeToString(deterministic=True), plan[1],
+                                                     (target_delta, plan_report.epsilon, plan_report.method))}
+            if seq - sidecar_seq(self.conn) >= SIDECAR_EVERY:  # a new process starts from here
+                save_sidecar(self.conn, self._mac_key, self.public_key, after)
+            return Committed(self._entry(raw, h, sig), report), after
 
-        return self._write(txn)
+        committed, after = self._write(txn)
+        remember(self.public_key, after)  # only once the entry is durably committed
+        return committed
 
-    def _check_plan(self, plan: tuple[str, DpEvent], delta: float) -> EpsilonReport:
-        """The plan's own tight epsilon; refuses a plan id whose committed plan was different."""
+    def _check_plan(self, plan: tuple[str, DpEvent], delta: float, st: AccountingState) -> EpsilonReport:
+        """The plan's own tight epsilon, computed once per plan: a later round repeats the figure the plan's
+        first (verified, signed) entry committed at the same delta. Refuses a plan id whose committed plan was
+        different."""
         plan_id, plan_event = plan
         if not plan_id:
             raise LedgerError("a training plan needs a non-empty plan id")
-        msg = event_to_proto(plan_event)
-        for e in self.entries():
-            if e.body.plan_id == plan_id and e.body.plan_event.SerializeToString(deterministic=True) != \
-                    msg.SerializeToString(deterministic=True):
-                raise LedgerError(f"plan {plan_id!r} was committed at seq {e.body.seq} with other parameters: "
-                                  "a plan fixed in advance cannot change")
+        committed = st.plans.get(plan_id)
+        if committed is not None:
+            if committed[0] != event_to_proto(plan_event).SerializeToString(deterministic=True):
+                raise LedgerError(f"plan {plan_id!r} was committed with other parameters: a plan fixed in advance "
+                                  "cannot change")
+            c_delta, c_eps, c_method = committed[2]
+            if c_delta == delta and c_method:
+                return EpsilonReport(epsilon=c_eps, delta=delta, method=c_method)
         return epsilon_of([plan_event], delta)
 
     # --- export ---------------------------------------------------------------------------------

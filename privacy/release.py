@@ -21,6 +21,10 @@ Order of operations, each step refusing with PolicyViolation(rule=...) naming th
     sound when the coordinator chose this release after seeing earlier answers;
  7. only then is the payload returned. A crash between 6 and 7 leaves the budget spent and the
     payload cached, never a release unaccounted; the retried request gets the cached payload.
+
+Budget queries and the cap check read the ledger's running accounting state (privacy/ledger_accounting.py),
+never a replay of its history (issue 16); a release's own epsilon is computed once per event shape
+(privacy/accounting `epsilon_of` caches single events).
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ figure is reported only for what was fixed in advance (a committed training plan
 EpsilonReport says which: `method` and `fixed_in_advance`.
 
 history.py reduces a history (flatten, merge Gaussians) the same way for every method;
-calibration.py inverts the accountant (the noise that reaches a target epsilon).
+calibration.py inverts the accountant (the noise that reaches a target epsilon, cached per question);
+running.py keeps the filter's running state, added to release by release (issue 16: a ledger never
+replays its history; `new_state`, `state_report` give the same figure as `adaptive_epsilon`, bit for bit).
 
 `epsilon_of` computes every sound method that applies and reports the smallest number, naming the
 method that produced it. The unit of privacy is one contributor (ARCHITECTURE.md invariant 4).
@@ -22,13 +24,15 @@ method that produced it. The unit of privacy is one contributor (ARCHITECTURE.md
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-from privacy.accounting.filter import ADAPTIVE, FILTER_METHOD, PLAN_FIXED, filter_epsilon
+from privacy.accounting.filter import ADAPTIVE, FILTER_METHOD, PLAN_FIXED, filter_epsilon, new_state, state_epsilon
 from privacy.accounting.history import AccountingError, flatten
 from privacy.accounting.pld import pld_epsilon
 from privacy.accounting.rdp import rdp_epsilon
+from privacy.accounting.running import FilterState
 from privacy.accounting.zcdp import zcdp_epsilon, zcdp_rho
 from privacy.events import DpEvent, SelfComposedEvent, event_from_dict, event_to_dict
 
@@ -39,12 +43,16 @@ __all__ = [
     "AccountingError",
     "EpsilonReport",
     "FILTER_METHOD",
+    "FilterState",
     "PLAN_FIXED",
     "adaptive_epsilon",
     "epsilon_by_method",
     "epsilon_of",
     "flatten",
+    "new_state",
     "projected_epsilon",
+    "state_epsilon",
+    "state_report",
 ]
 
 METHODS = ("pld", "rdp", "zcdp")
@@ -104,6 +112,17 @@ def epsilon_of(events: Iterable[DpEvent], delta: float) -> EpsilonReport:
     """
     _check_delta(delta)
     events = list(events)
+    if len(events) == 1:  # one release or one committed plan: computed once per event (issue 16)
+        return _single_epsilon(events[0], float(delta))
+    return _epsilon_of(events, delta)
+
+
+@functools.lru_cache(maxsize=2048)
+def _single_epsilon(event: DpEvent, delta: float) -> EpsilonReport:
+    return _epsilon_of([event], delta)
+
+
+def _epsilon_of(events: list[DpEvent], delta: float) -> EpsilonReport:
     rho = zcdp_rho(events)
     candidates: list[tuple[float, str]] = []
     try:
@@ -125,6 +144,13 @@ def adaptive_epsilon(events: Iterable[DpEvent], delta: float) -> EpsilonReport:
     _check_delta(delta)
     return EpsilonReport(epsilon=filter_epsilon(list(events), delta), delta=delta, method=FILTER_METHOD,
                          fixed_in_advance=False)
+
+
+def state_report(state: FilterState, delta: float) -> EpsilonReport:
+    """The privacy filter's figure of a running state (privacy/accounting/running.py) at `delta`: the same
+    number `adaptive_epsilon` gives for the history the state was built from."""
+    _check_delta(delta)
+    return EpsilonReport(epsilon=state_epsilon(state, delta), delta=delta, method=FILTER_METHOD, fixed_in_advance=False)
 
 
 def projected_epsilon(history_events: Iterable[DpEvent], new_event: DpEvent, delta: float) -> EpsilonReport:

@@ -4,16 +4,23 @@ Owns the inverse of the accountant; protects ARCHITECTURE.md invariant 5: every 
 returned has been checked against a sound upper bound at least as large as what the ledger's own
 accountant (privacy/accounting/__init__.py `epsilon_of`) will claim, so a calibrated release never
 exceeds its target.
+
+Calibration is a pure function of its arguments, so each answer is cached (issue 16: a node calibrates
+once per plan and per query shape, not once per release); `noise_multiplier_within_filter` starts from the
+ledger's running filter state (privacy/accounting/running.py) instead of replaying the history at every
+bisection step.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
-from privacy.accounting.filter import filter_epsilon
+from privacy.accounting.filter import new_state, state_epsilon
 from privacy.accounting.history import AccountingError
 from privacy.accounting.pld import VALUE_DISCRETIZATION_INTERVAL, pld_epsilon
 from privacy.accounting.rdp import rdp_epsilon
+from privacy.accounting.running import FilterState
 from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent, DpEvent, SelfComposedEvent, dpsgd_event
 
 # Hard ceiling on a calibrated noise parameter (per unit of sensitivity and of sqrt(uses)): a target that
@@ -35,12 +42,12 @@ def calibrate_noise(make_event: Callable[[float], DpEvent], target_epsilon: floa
         # Sound and fast: PLD with a 10x coarser pessimistic discretization (never below the fine
         # PLD), or RDP, whichever is smaller. ok(x) implies the ledger's own accountant agrees.
         ev = [make_event(x)]
-        bound = pld_epsilon(ev, delta, interval=10 * VALUE_DISCRETIZATION_INTERVAL)
+        if pld_epsilon(ev, delta, interval=10 * VALUE_DISCRETIZATION_INTERVAL) <= target_epsilon:
+            return True  # RDP could only confirm it: not evaluated (issue 16, the calibration hot path)
         try:
-            bound = min(bound, rdp_epsilon(ev, delta))
+            return rdp_epsilon(ev, delta) <= target_epsilon
         except Exception:  # events RDP does not support
-            pass
-        return bound <= target_epsilon
+            return False
 
     hi = max(hi, floor)
     if ok(hi) and ok(floor):  # the least noise ever searched is already enough (tested only then: PLDs at
@@ -68,21 +75,28 @@ def _smallest_noise(ok: Callable[[float], bool], lo: float, hi: float, ceiling: 
     return hi
 
 
+@functools.lru_cache(maxsize=1024)
 def noise_multiplier_for(target_epsilon: float, delta: float, sampling_probability: float, steps: int) -> float:
     """DP-SGD noise multiplier (sigma / clipping norm) so that `steps` Poisson-sampled Gaussian steps
     cost at most `target_epsilon` at `delta`, by the same accountant as the ledger."""
     return calibrate_noise(lambda z: dpsgd_event(sampling_probability, z, steps), target_epsilon, delta)
 
 
-def noise_multiplier_within_filter(history: Sequence[DpEvent], sampling_probability: float, steps: int, cap: float,
+def noise_multiplier_within_filter(history: Sequence[DpEvent] | FilterState, sampling_probability: float, steps: int, cap: float,
                                    delta: float, at_least: float, rel_tol: float = 1e-3) -> float:
     """Smallest DP-SGD noise multiplier >= `at_least` whose `steps` steps, after `history`, stay within
     the (cap, delta) privacy filter (privacy/accounting/filter.py), by bisection on the filter itself:
-    a training plan made this way is never stopped by the cap half-way."""
-    history = list(history)
+    a training plan made this way is never stopped by the cap half-way. `history`: the events, or the
+    ledger's running filter state (`Ledger.filter_state()`)."""
+    if isinstance(history, FilterState):
+        base = history
+    else:
+        base = new_state()
+        for e in history:
+            base.add(e)
 
     def ok(z: float) -> bool:
-        return filter_epsilon([*history, dpsgd_event(sampling_probability, z, steps)], delta) <= cap
+        return state_epsilon(base.copy().add(dpsgd_event(sampling_probability, z, steps)), delta) <= cap
 
     start = max(at_least, 1e-3)
     if ok(start):
@@ -91,6 +105,7 @@ def noise_multiplier_within_filter(history: Sequence[DpEvent], sampling_probabil
                            f"no noise level keeps this plan within the cap {cap} at delta {delta}")
 
 
+@functools.lru_cache(maxsize=1024)
 def discrete_gaussian_sigma_for(target_epsilon: float, delta: float, sensitivity: int = 1, count: int = 1) -> float:
     """sigma of a discrete Gaussian on integer queries with sensitivity `sensitivity`, used `count` times."""
     return calibrate_noise(
@@ -99,6 +114,7 @@ def discrete_gaussian_sigma_for(target_epsilon: float, delta: float, sensitivity
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def discrete_laplace_scale_for(target_epsilon: float, delta: float = 0.0, sensitivity: int = 1, count: int = 1) -> float:
     """Scale t of a discrete Laplace (pmf ~ exp(-|x|/t)) used `count` times.
 

@@ -6,7 +6,7 @@ advance (PLD, and plain RDP composition) do not cover a stopping rule on adaptiv
 parameters (Rogers, Roth, Ullman & Vadhan 2016, "Privacy Odometers and Filters: Pay-as-you-Go
 Composition", https://arxiv.org/abs/1605.08294). The cap is enforced instead by a Renyi DP filter
 (Feldman & Zrnic 2021, "Individual Privacy Accounting via a Renyi Filter", NeurIPS, Theorem 3.1,
-https://arxiv.org/abs/2008.05439): at a fixed order alpha, an adaptive sequence whose running sum of
+https://arxiv.org/abs/2008.11193): at a fixed order alpha, an adaptive sequence whose running sum of
 RDP bounds never exceeds B(alpha) is (alpha, B(alpha))-RDP. Over a grid A of orders FIXED HERE in
 advance, the filter admits a release while SOME order stays within its budget
 
@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from privacy.accounting.history import flatten
-from privacy.accounting.rdp import rdp_curve
+from privacy.accounting.running import FilterState
 from privacy.events import DpEvent, EpsilonDeltaEvent
 
 # The filter's orders: part of its definition, fixed in advance (never chosen after seeing data).
@@ -84,14 +84,45 @@ def filter_epsilon(events: Sequence[DpEvent], delta: float) -> float:
     Framework for Unknown Domain Algorithms in Differential Privacy", https://arxiv.org/abs/2309.09170),
     so the whole adaptive transcript is sum delta_i-close to one of pure-DP releases, for which the
     filter above holds at delta' (the approximate-zCDP composition of Bun & Steinke 2016,
-    https://arxiv.org/abs/1605.02065, Sec. 8, where the deltas add)."""
-    events = list(events)
-    if approximate_delta(events) > SELECTION_DELTA_SHARE * delta * (1 + 1e-12):  # before anything else
+    https://arxiv.org/abs/1605.02065, Sec. 8, where the deltas add).
+
+    From scratch: the history's running state (privacy/accounting/running.py) built from its flattened
+    multiset; a ledger keeps the same state entry by entry and gets the same figure (`state_epsilon`)."""
+    return state_epsilon(FilterState.of(events, FILTER_ORDERS), delta)
+
+
+def new_state() -> FilterState:
+    """The filter's state of an empty history (add releases with `.add(event)`)."""
+    return FilterState(FILTER_ORDERS)
+
+
+def state_epsilon(state: FilterState, delta: float) -> float:
+    """The filter's figure (see `filter_epsilon`) of a running state at `delta`."""
+    if state.delta_exceeds(SELECTION_DELTA_SHARE * delta * (1 + 1e-12)):  # before anything else
         return math.inf
-    curve = rdp_curve(events, FILTER_ORDERS, pure_part=True)
-    if not np.any(curve > 0):
+    if not state.released():
         return 0.0
-    return float(np.min(curve + _slack((1 - SELECTION_DELTA_SHARE) * delta)))
+    # rounded UP: the sum S(alpha) + slack(alpha) is one float addition (round to nearest), and the slack's own
+    # log and divisions are within 2 ulp; steps up cover both, so the figure is never below the exact
+    # value of the terms (ARCHITECTURE.md invariant 5; the cap check `figure > cap` can then never admit a release
+    # whose exact figure is above the cap by a rounding)
+    slack = np.nextafter(np.nextafter(_slack((1 - SELECTION_DELTA_SHARE) * delta), np.inf), np.inf)
+    figure = state.curve() + slack
+    return float(np.min(np.nextafter(figure, np.inf)))
+
+
+class RunningHistory(list):
+    """A list of events that keeps the filter's running state of its items (`.state`) as they are appended:
+    a verifier walking a ledger reads each prefix's figure with `state_epsilon(h.state, delta)` in one pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = new_state()
+
+    def append(self, event: DpEvent) -> None:
+        """Append `event` and add it to the running state."""
+        super().append(event)
+        self.state.add(event)
 
 
 def filter_admits(events: Sequence[DpEvent], cap: float, delta: float) -> bool:

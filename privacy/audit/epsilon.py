@@ -21,7 +21,12 @@ import math
 
 from privacy.audit.context import AuditContext, first_and_more
 from privacy.audit.describe import describe_event
-from privacy.audit.recompute import FINE_DISCRETIZATION_INTERVAL, recompute_epsilons, recompute_filter_epsilons
+from privacy.audit.recompute import (
+    FINE_DISCRETIZATION_INTERVAL,
+    recompute_epsilons,
+    recompute_filter_epsilons,
+    recompute_total,
+)
 from privacy.audit.result import EPSILON_TOLERANCE, FAIL, LOOSE_FACTOR, PASS, PLD_TOLERANCE, WARN, EntryAudit
 from privacy.events import EventError, event_from_proto
 
@@ -79,10 +84,11 @@ def _check_epsilon(ctx: AuditContext) -> None:
     recomputed: list[tuple[float, float]] = []
     filt: list[float] = []
     if not bad_event and 0 < delta < 1 and entries:
-        recomputed = recompute_epsilons(events, delta)
-        filt = recompute_filter_epsilons(events, delta)
+        filt = recompute_filter_epsilons(events, delta)  # one pass: the running RDP sums are the prefix state
         if any(_legacy(e.body) for e in entries):  # PLD claims are held to the fine grid (result.py PLD_TOLERANCE)
             recomputed = recompute_epsilons(events, delta, FINE_DISCRETIZATION_INTERVAL)
+        else:  # filter claims only: the fixed-in-advance figure is informative, for the whole ledger only
+            recomputed = [(math.nan, math.nan)] * (len(entries) - 1) + [recompute_total(events, delta)]
     legacy = 0
     for i, e in enumerate(entries):
         b = e.body
@@ -95,7 +101,9 @@ def _check_epsilon(ctx: AuditContext) -> None:
         if not recomputed:
             continue
         pld_e, rdp_e = recomputed[i]
-        audit.pld_epsilon, audit.rdp_epsilon, audit.recomputed_filter = pld_e, rdp_e, filt[i]
+        audit.recomputed_filter = filt[i]
+        if not math.isnan(pld_e):
+            audit.pld_epsilon, audit.rdp_epsilon = pld_e, rdp_e
         claimed = b.claimed_epsilon
         where = f"seq {b.seq} ({b.release_kind}, round {b.round_id or '-'})"
         if _legacy(b):

@@ -28,6 +28,7 @@ import functools
 import math
 
 import attr
+import numpy as np
 from dp_accounting import dp_event as dpe
 from dp_accounting.pld import common as pld_common
 from dp_accounting.pld import privacy_loss_distribution as pld_lib
@@ -223,7 +224,7 @@ def _rdp_event(event: dpe.DpEvent) -> dpe.DpEvent:
 
 
 # The node's privacy filter (privacy/accounting/filter.py, Feldman & Zrnic 2021,
-# https://arxiv.org/abs/2008.05439, with a union bound over these orders): its orders are part of its
+# https://arxiv.org/abs/2008.11193, with a union bound over these orders): its orders are part of its
 # public definition, restated here so that the auditor recomputes the filter figure with its own code.
 FILTER_ORDERS: tuple[float, ...] = (
     1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0,
@@ -252,26 +253,41 @@ def _approximate(event: dpe.DpEvent, count: int = 1) -> tuple[dpe.DpEvent, float
     return event, 0.0
 
 
+def _filter_terms(raw: bytes) -> tuple[np.ndarray, float]:
+    """One logged event's contribution to the filter: (its RDP curve at FILTER_ORDERS by dp_accounting's
+    accountant, +inf where it cannot be evaluated or has no curve; the delta it spends)."""
+    try:
+        pure, d = _approximate(to_dp_event(events_pb2.DpEvent.FromString(raw)))
+        acc = rdp_acc.RdpAccountant(orders=list(FILTER_ORDERS))
+        acc.compose(_rdp_event(pure))
+        return np.where(np.isnan(acc._rdp), np.inf, acc._rdp), float(d)
+    except (NotImplementedError, ValueError, TypeError):
+        return np.full(len(FILTER_ORDERS), np.inf), 0.0
+
+
 @functools.lru_cache(maxsize=256)
 def _filter_cached(events_blob: tuple[bytes, ...], delta: float) -> tuple[float, ...]:
-    acc = rdp_acc.RdpAccountant(orders=list(FILTER_ORDERS))
+    # ONE pass over the entries (issue 16): the running RDP sum per order and the running delta are the
+    # prefix state; each distinct logged event's curve is evaluated once (a ledger repeats the same few
+    # mechanisms: the daily query, the rounds of one plan).
+    terms: dict[bytes, tuple[np.ndarray, float]] = {}
+    running = np.zeros(len(FILTER_ORDERS))
     spent_delta = 0.0  # by (eps, delta) events, out of the reserved SELECTION_DELTA_SHARE * delta
     left = (1 - SELECTION_DELTA_SHARE) * delta  # the pure part's delta, fixed in advance
+    slack = np.array([math.log(len(FILTER_ORDERS) / left) / (a - 1.0) for a in FILTER_ORDERS])
     out = []
     for raw in events_blob:
-        try:
-            pure, d = _approximate(to_dp_event(events_pb2.DpEvent.FromString(raw)))
-            spent_delta += d
-            acc.compose(_rdp_event(pure))
-            curve = [math.inf if math.isnan(v) else float(v) for v in acc._rdp]  # the running RDP sum per order
-            if spent_delta > SELECTION_DELTA_SHARE * delta * (1 + 1e-12):  # checked first: a (0, delta_i)
-                out.append(math.inf)  # release has no pure part, but its delta still counts
-            elif not any(v > 0 for v in curve):
-                out.append(0.0)
-            else:
-                out.append(min(v + math.log(len(FILTER_ORDERS) / left) / (a - 1.0) for v, a in zip(curve, FILTER_ORDERS)))
-        except (NotImplementedError, ValueError, TypeError):
-            out.append(math.inf)
+        if raw not in terms:
+            terms[raw] = _filter_terms(raw)
+        curve, d = terms[raw]
+        spent_delta += d
+        running = running + curve
+        if spent_delta > SELECTION_DELTA_SHARE * delta * (1 + 1e-12):  # checked first: a (0, delta_i)
+            out.append(math.inf)  # release has no pure part, but its delta still counts
+        elif not np.any(running > 0):
+            out.append(0.0)
+        else:
+            out.append(float(np.min(running + slack)))
     return tuple(out)
 
 
@@ -302,6 +318,34 @@ def _recompute_cached(events_blob: tuple[bytes, ...], delta: float, interval: fl
                 rdp_ok = False
         out.append((p, r))
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _total_cached(events_blob: tuple[bytes, ...], delta: float, interval: float) -> tuple[float, float]:
+    counts: dict[bytes, int] = {}
+    for raw in events_blob:  # one pass: identical logged events composed once, `count` times
+        counts[raw] = counts.get(raw, 0) + 1
+    pld = PLDComposer(interval)
+    rdp = rdp_acc.RdpAccountant()
+    rdp_ok = True
+    for raw, n in sorted(counts.items()):
+        ev = to_dp_event(events_pb2.DpEvent.FromString(raw))
+        pld.compose(ev, n)
+        if rdp_ok:
+            try:
+                rdp.compose(_rdp_event(ev), n)
+            except (NotImplementedError, ValueError, TypeError):
+                rdp_ok = False
+    return pld.epsilon(delta), float(rdp.get_epsilon(delta)) if rdp_ok else math.inf
+
+
+def recompute_total(events: list[events_pb2.DpEvent], delta: float,
+                    interval: float = VALUE_DISCRETIZATION_INTERVAL) -> tuple[float, float]:
+    """(PLD epsilon, RDP epsilon) of the WHOLE history at `delta`, in one pass (composition of parameters fixed
+    in advance commutes, so each distinct event is composed once with its count): the figure of the last entry
+    without the per-prefix figures `recompute_epsilons` gives."""
+    blob = tuple(e.SerializeToString(deterministic=True) for e in events)
+    return _total_cached(blob, float(delta), float(interval))
 
 
 def recompute_epsilons(events: list[events_pb2.DpEvent], delta: float,
