@@ -1,8 +1,10 @@
 """`cairn audit ...`: the auditor. Verify a release bundle, report it, probe DP-SGD empirically.
 
     cairn audit verify BUNDLE [--json] [--policy NODE=FILE ...] [--strict]
-                       [--coordinator-key HEX|FILE] [--trust-node NODE_ID ...]
-        exit 0 only if every check holds; each failure is named (FAIL <check>: <what changed>)
+                       (--coordinator-key HEX|FILE --trust-node NODE_ID ... | --allow-unpinned)
+        exit 0 only if every check holds; each failure is named (FAIL <check>: <what changed>). Strict
+        by default: without the coordinator's key AND the node ids pinned it exits non-zero (a bundle
+        re-signed by anyone would otherwise verify); --allow-unpinned checks what it can and says what not
     cairn audit report BUNDLE --out report.html [same pinning options]
         one self-contained page (plot, mechanisms, assumptions, results); exit 1 if not verified
     cairn audit probe (--synthetic | --node-dir DIR) --epsilon E [...]
@@ -63,8 +65,28 @@ def _trusted(values) -> set[str] | None:
     return set(values)
 
 
+def pin_check(coordinator_key: bytes | None, trusted: set[str] | None, allow_unpinned: bool):
+    """The `pins` check: FAIL when the coordinator key or the node ids are not pinned (issue 15 item 4),
+    unless --allow-unpinned, which makes it a WARN listing what could not be checked."""
+    from privacy.audit.result import FAIL, PASS, WARN, Check
+
+    missing = ([] if coordinator_key else ["who signed the manifest: the coordinator's key is not pinned "
+                                           "(--coordinator-key HEX|FILE, its published key)"])
+    missing += [] if trusted else ["which communities the nodes are: no node id is pinned "
+                                   "(--trust-node NODE_ID, each community's published id)"]
+    if not missing:
+        return Check("pins", PASS, "the coordinator's key and the node ids are pinned")
+    if allow_unpinned:
+        return Check("pins", WARN, "not checked (--allow-unpinned): " + "; ".join(missing), problems=missing)
+    return Check("pins", FAIL, "verification is strict: " + "; ".join(missing) + ". Without pins a bundle re-signed "
+                 "by anyone verifies; pin them, or pass --allow-unpinned to check only what can be", problems=missing)
+
+
 def pinning_options(f):
-    """The --coordinator-key and --trust-node options, shared by `verify` and `report`."""
+    """The --coordinator-key, --trust-node and --allow-unpinned options, shared by `verify` and `report`."""
+    f = click.option("--allow-unpinned", is_flag=True,
+                     help="Verify without pinning the coordinator key or the node ids: checks what it can and "
+                          "prints what could not be checked (otherwise unpinned verification fails).")(f)
     f = click.option("--trust-node", "trust_nodes", multiple=True, metavar="NODE_ID",
                      help="A node id you trust (SHA-256 of its ledger key, published by its community); every node "
                           "in the bundle must be one of them. Repeatable.")(f)
@@ -84,12 +106,19 @@ def audit() -> None:
               help="A community's policy.toml (by node id or name), to check its cap. Repeatable.")
 @click.option("--strict", is_flag=True, help="Checks that cannot be made (SKIP) fail.")
 @pinning_options
-def verify(bundle: Path, as_json: bool, policy, strict: bool, coordinator_key, trust_nodes) -> None:
+@click.option("--node-head", "node_heads", multiple=True, metavar="FILE|URL",
+              help="A node's signed ledger head as the node publishes it (`cairn node head DIR --run ID`, or its "
+                   "service's URL): the bundle must publish that node with a ledger reaching it. Repeatable.")
+def verify(bundle: Path, as_json: bool, policy, strict: bool, coordinator_key, trust_nodes, allow_unpinned,
+           node_heads) -> None:
     """Verify BUNDLE: hashes, keys, signatures, chains, lineage, caps, independent epsilon."""
+    from cairn.head_cli import read_node_head
     from privacy.audit import verify_bundle
 
-    res = verify_bundle(bundle, policies=_policies(policy), strict=strict, coordinator_key=_coordinator_key(coordinator_key),
-                        trusted_nodes=_trusted(trust_nodes))
+    key, trusted = _coordinator_key(coordinator_key), _trusted(trust_nodes)
+    res = verify_bundle(bundle, policies=_policies(policy), strict=strict, coordinator_key=key, trusted_nodes=trusted,
+                        node_heads=[(s, read_node_head(s)) for s in node_heads])
+    res.checks.insert(0, pin_check(key, trusted, allow_unpinned))
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))
     else:
@@ -106,13 +135,14 @@ def verify(bundle: Path, as_json: bool, policy, strict: bool, coordinator_key, t
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
 @click.option("--policy", "policy", multiple=True, metavar="NODE=FILE")
 @pinning_options
-def report(bundle: Path, out: Path, policy, coordinator_key, trust_nodes) -> None:
+def report(bundle: Path, out: Path, policy, coordinator_key, trust_nodes, allow_unpinned) -> None:
     """Write a self-contained HTML audit report of BUNDLE."""
     from privacy.audit import verify_bundle
     from privacy.reports.audit_report import render_audit_html
 
-    res = verify_bundle(bundle, policies=_policies(policy), coordinator_key=_coordinator_key(coordinator_key),
-                        trusted_nodes=_trusted(trust_nodes))
+    key, trusted = _coordinator_key(coordinator_key), _trusted(trust_nodes)
+    res = verify_bundle(bundle, policies=_policies(policy), coordinator_key=key, trusted_nodes=trusted)
+    res.checks.insert(0, pin_check(key, trusted, allow_unpinned))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_audit_html(res, bundle), encoding="utf-8")
     click.echo(f"{'VERIFIED' if res.ok else 'NOT VERIFIED'}: report written to {out}")

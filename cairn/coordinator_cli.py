@@ -108,6 +108,20 @@ def _simulate(node_dirs, cfg, as_json: bool = False) -> dict:
         raise SystemExit(1) from None
 
 
+def _exit_on_audit(summary: dict) -> None:
+    """A run's exit status is its bundle's audit (coordinator/bundle.py `audit_written`, pinned to the
+    coordinator's key and the nodes' ids): exit 1 naming the failing checks when it does not verify."""
+    audit = summary.get("audit")
+    if summary.get("dry_run") or not audit:
+        return
+    for n, rounds in summary.get("dropped", {}).items():
+        click.echo(f"node {n[:16]} dropped out in round(s) {', '.join(map(str, rounds))}; its earlier releases "
+                   "are published", err=True)
+    if not audit["ok"]:
+        raise click.ClickException(f"{summary['bundle']}: the bundle does not verify: " + "; ".join(audit["failures"])
+                                   + f" (see `cairn audit verify {summary['bundle']}`)")
+
+
 def _print_plan(plan: dict) -> None:
     from coordinator.planning import format_plan, node_plan_from_dict
 
@@ -174,6 +188,7 @@ def run(node_dirs, out, rounds, epsilon, train_share, features, local_steps, agg
                   topics=topics, coordinator_key=coordinator_key, dry_run=dry_run)
     summary = _simulate(node_dirs, cfg, as_json)
     click.echo(json.dumps(summary, indent=2)) if as_json else _print_summary(summary)
+    _exit_on_audit(summary)
 
 
 @coordinator.command()
@@ -216,8 +231,9 @@ def query(node_dirs, out, queries, query_epsilon, models, languages, dimensions,
     if as_json:
         stats = None if dry_run else json.loads((Path(summary["bundle"]) / STATISTICS).read_text())
         click.echo(json.dumps({**summary, "statistics": stats}, indent=2))
-        return
-    _print_summary(summary)
+    else:
+        _print_summary(summary)
+    _exit_on_audit(summary)
 
 
 @coordinator.command()

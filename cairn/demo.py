@@ -127,7 +127,8 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     nodes = [out / n for n, _, _ in real] + [out / n for n in synthetic] + [out / arena]
     cfg = FederationConfig(out=str(out / "bundle"), rounds=rounds, featurizer=preset_config(features), secagg=True,
                            epsilon=8.0, federation_id=f"demo-{int(time.time())}",
-                           queries=list(QUERY_KINDS), query_epsilon=2.0, query_models=DEMO_MODELS + sorted(planted),
+                           queries=[k for k in QUERY_KINDS if k != "policy_objections"],  # no governance here
+                           query_epsilon=2.0, query_models=DEMO_MODELS + sorted(planted),
                            # public lists given, so the demo asks no private key selection (README)
                            query_languages=list(PUBLIC_LANGUAGES), query_dimensions=list(PUBLIC_DIMENSIONS),
                            coordinator_key=str(out / "coordinator" / "coordinator.key"))

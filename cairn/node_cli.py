@@ -307,3 +307,8 @@ def synth(dir, n, pairs_per_contributor, rule_seed, community_seed, gamma, noise
     click.echo(f"{out['community']}: {n} synthetic contributors, {out['added']} pairs over {out['prompts']} real prompts")
     if test_out:
         click.echo(f"{out['held_out']} held-out pairs labelled by the planted rule written to {test_out}")
+
+import cairn.service_cli  # noqa: E402,F401  (adds serve, invite and policy to `cairn node`: issue 12)
+from cairn.head_cli import head  # noqa: E402 - registered here, defined in its own module
+
+node.add_command(head)

@@ -53,7 +53,7 @@ def check_out_writable(out) -> None:
 def write_bundle(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsRecord, ledgers: dict[str, bytes],
                  infos: list[dict], federation_id: str, extra_files: dict[str, tuple[bytes, str]] | None = None,
                  artifacts: dict[str, list[dict]] | None = None, statistics: dict | None = None,
-                 policies: dict[str, dict] | None = None, signing_key=None) -> dict:
+                 policies: dict[str, dict] | None = None, signing_key=None, heads: dict[str, str] | None = None) -> dict:
     """Write the bundle all or nothing: into a temporary directory beside `out`, renamed to `out` once
     complete and signed (an empty `out` is replaced). On any failure no bundle is left and BundleError
     says why. The arguments are `_write`'s."""
@@ -64,7 +64,7 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsReco
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         summary = _write(tmp, head, model_cfg, rounds, ledgers, infos, federation_id, extra_files, artifacts,
-                         statistics, policies, signing_key)
+                         statistics, policies, signing_key, heads)
         tmp.chmod(0o755)
         if out.exists():
             out.rmdir()  # empty (checked above)
@@ -79,14 +79,15 @@ def write_bundle(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsReco
 def _write(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsRecord, ledgers: dict[str, bytes],
                  infos: list[dict], federation_id: str, extra_files: dict[str, tuple[bytes, str]] | None = None,
                  artifacts: dict[str, list[dict]] | None = None, statistics: dict | None = None,
-                 policies: dict[str, dict] | None = None, signing_key=None) -> dict:
+                 policies: dict[str, dict] | None = None, signing_key=None, heads: dict[str, str] | None = None) -> dict:
     """Write the bundle. `head`: the trained reward model, or None when no training round was applied
     (a query-only federation): then the bundle has no model/. `rounds`: what each training round used.
     `extra_files` {relpath: (bytes, kind)}; `artifacts` {relpath: [ledger sources]}
     (node_id, ledger_seq, ledger_entry_hash hex) for their lineage; `statistics` and `policies` feed
     the data card, written into every bundle. `signing_key`: the coordinator's Ed25519 key
     (coordinator/signing.py) that signs the manifest; None signs with a one-off key, which shows
-    integrity since publication but names no coordinator an auditor could pin."""
+    integrity since publication but names no coordinator an auditor could pin. `heads` {node_id: JSON}:
+    the latest ledger head each node signed during the run (heads/<node_id>.json, issue 15)."""
     signing_key = signing_key or Ed25519PrivateKey.generate()
     out = Path(out)
     kinds: dict[str, str] = {}
@@ -113,6 +114,10 @@ def _write(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsRecord, le
         kinds[fmt.ledger_pb(node_id)] = "ledger"
         kinds[fmt.ledger_json(node_id)] = "ledger-json"
         kinds[fmt.key_file(node_id)] = "key"
+        if node_id in (heads or {}):
+            (out / "heads").mkdir(exist_ok=True)
+            (out / fmt.head_file(node_id)).write_text(heads[node_id])  # type: ignore[index]
+            kinds[fmt.head_file(node_id)] = "ledger-head"
         last = export.entries[-1].body if export.entries else None
         manifest.nodes.add(
             node_id=node_id,
@@ -174,3 +179,14 @@ def _write(out: Path, head, model_cfg: dict, rounds: bundle_pb2.RoundsRecord, le
         "model": head is not None,
         "coordinator_public_key": raw_public_key(signing_key).hex(),
     }
+
+
+def audit_written(summary: dict, node_ids: set[str]) -> dict:
+    """Verify the bundle just written (privacy/audit) as an auditor would, with the coordinator's own key
+    and the node ids that took part pinned: {"ok", "failures": ["<check>: <message>"], "checks"}. A run
+    whose bundle does not verify is a failed run (`cairn federate` exits non-zero, issue 15)."""
+    from privacy.audit import verify_bundle
+
+    res = verify_bundle(summary["bundle"], coordinator_key=bytes.fromhex(summary["coordinator_public_key"]),
+                        trusted_nodes=set(node_ids))
+    return {"ok": res.ok, "failures": [f"{c.name}: {c.message}" for c in res.failures], "checks": len(res.checks)}

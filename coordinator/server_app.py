@@ -2,9 +2,12 @@
 
 Per round: a `train` message with the global model and the coordinator's request to every node;
 nodes answer with a DP update (or, under secure aggregation, with nothing but a status, and then
-the SecAgg+ stages deliver only the masked sum). The mean update moves the global model. At the
-end every node's signed ledger is collected and the bundle is written (coordinator/bundle.py).
-A node that refuses (policy, budget) or fails is left out of that round; the round completes.
+the SecAgg+ stages deliver only the masked sum). The mean update moves the global model. Every reply
+carries the node's signed ledger head, and hellos and release replies its signed ledger export
+(coordinator/heads.py keeps the latest of each, so a node that drops is still published); then the
+bundle is written (coordinator/bundle.py) and audited with the coordinator's key and the nodes' ids
+pinned (the summary's "audit"; a run whose bundle does not verify is a failed run).
+A node that refuses (policy, budget) or fails is left out of that round (rounds.json: refused, dropped).
 Message types, records and keys are the wire contract (protos/wire.py) that node/client_app.py
 answers; this package never imports node/ (ARCHITECTURE.md invariant 3: the coordinator asks, each
 node decides under its own policy).
@@ -27,8 +30,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from coordinator.aggregation import aggregate
-from coordinator.bundle import check_out_writable, write_bundle
+from coordinator.bundle import audit_written, check_out_writable, write_bundle
+from coordinator.heads import Collected, RunGrid, dropped_ids
 from coordinator.planning import ask_budgets_and_plan, plan_dict
+from coordinator.polling import PollingGrid
 from coordinator.signing import load_or_create_key
 from model.presets import preset_config
 from model.reward_model import RewardHead, state_to_vector, vector_to_state
@@ -38,7 +43,7 @@ from privacy.keys import raw_public_key
 from privacy.secagg.constants import SecAggError
 from privacy.secagg.protocol import Params, SecAggServer
 from privacy.secagg.quantization import dequantize_sum
-from protos import bundle_pb2, ledger_pb2
+from protos import bundle_pb2
 from protos.bundle import LEADERBOARD, LEADERBOARD_PNG, STATISTICS
 from protos.wire import Key, MessageType, Record
 
@@ -179,6 +184,8 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     if not cfg.dry_run:
         check_out_empty(cfg.out)  # these fail here, before any node spends budget
     signing_key = None if cfg.dry_run else coordinator_signing_key(cfg)
+    collected = Collected(cfg.federation_id)  # each node's latest signed head and ledger export (coordinator/heads.py)
+    grid = RunGrid(grid, collected)
     nodes = wait_for_nodes(grid, cfg.min_nodes, cfg.wait_seconds)
     if len(nodes) < cfg.min_nodes:
         raise RuntimeError(f"only {len(nodes)} nodes connected; {cfg.min_nodes} required")
@@ -187,18 +194,13 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     nodes = sorted(infos)
     log.info("federation %s: %d nodes: %s", cfg.federation_id, len(nodes),
              ", ".join(i[Key.NAME] for i in infos.values()))
-    plans = ask_budgets_and_plan(grid, nodes, infos, cfg, _send)
+    budgets = {infos[n][Key.NODE_ID]: dict(r.content[Record.BUDGET]) for n, r in hello.items() if Record.BUDGET in r.content}
+    plans = ask_budgets_and_plan(grid, nodes, infos, cfg, _send, budgets if len(budgets) == len(nodes) else None)
     nodes = sorted(n for n in nodes if infos[n][Key.NODE_ID] in plans)
     if cfg.dry_run:
         return {"dry_run": True, "federation_id": cfg.federation_id, "bundle": None,
                 "plan": plan_dict(list(plans.values()))}
     by_id = {infos[n][Key.NODE_ID]: n for n in nodes}
-    ledgers: dict[str, bytes] = {}  # each node's latest signed ledger export, from every reply that carries one
-
-    def send(grid, kind, to, contents, group, timeout):
-        reps = _send(grid, kind, to, contents, group, timeout)
-        keep_ledgers(reps, infos, ledgers)
-        return reps
 
     torch.manual_seed(cfg.seed)
     head = RewardHead(int(cfg.featurizer["dim"]), hidden=cfg.hidden)
@@ -216,12 +218,13 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
                 Key.FEATURIZER: json.dumps(cfg.featurizer), Key.HEAD: json.dumps(head.arch()), Key.SECAGG: cfg.secagg,
             })
         content = {n: RecordDict({Record.ARRAYS: ArrayRecord([global_vec]), Record.CONFIG: train_cfg(n)}) for n in trainers}
-        reps = send(grid, MessageType.TRAIN, trainers, content, f"round-{r}", cfg.timeout) if trainers else {}
+        reps = _send(grid, MessageType.TRAIN, trainers, content, f"round-{r}", cfg.timeout) if trainers else {}
         ok = {n: rep.content[Record.STATUS] for n, rep in reps.items() if rep.content[Record.STATUS][Key.OK]}
         refused = {infos[n][Key.NODE_ID]: str(rep.content[Record.STATUS][Key.REFUSED])
                    for n, rep in reps.items() if n not in ok}
-        for n in set(trainers) - set(reps):
-            refused[infos[n][Key.NODE_ID]] = "no reply (node failed or timed out)"
+        dropped = sorted(infos[n][Key.NODE_ID] for n in set(trainers) - set(reps))
+        for nid in dropped:
+            refused[nid] = "no reply (node failed or timed out)"
         for nid, p in plans.items():
             if not p.asks("train"):
                 refused[nid] = f"not asked (plan): {p.item('train').why if p.item('train') else 'no training'}"
@@ -244,7 +247,7 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
         if update is not None:
             global_vec = (global_vec + update).astype(np.float32)
         rnd = rounds.rounds.add(round=r, aggregation="secagg+fedavg" if cfg.secagg else cfg.aggregation,
-                                applied=update is not None, refused=refused)
+                                applied=update is not None, refused=refused, dropped=dropped)
         for n in contributed:
             rnd.contributors.add(node_id=infos[n][Key.NODE_ID], ledger_seq=int(ok[n][Key.LEDGER_SEQ]),
                                  ledger_entry_hash=str(ok[n][Key.LEDGER_ENTRY_HASH]),
@@ -254,35 +257,28 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
                                  steps=int(ok[n].get(Key.STEPS, 0)))
         log.info("round %d: %d of %d nodes contributed", r, len(contributed), len(nodes))
 
-    query_files, query_artifacts, statistics, policies = run_query_phase(grid, nodes, infos, cfg, plans, send)
-    send(grid, MessageType.LEDGER, nodes, {n: RecordDict() for n in nodes}, "ledger", cfg.timeout)
+    query_files, query_artifacts, statistics, policies = run_query_phase(grid, nodes, infos, cfg, plans, _send)
+    behind = [by_id[nid] for nid in collected.behind() if nid in by_id]  # normally none: exports came with replies
+    if behind:
+        _send(grid, MessageType.LEDGER, behind, {n: RecordDict() for n in behind}, "ledger", cfg.timeout)
     head.load_state_dict(vector_to_state(global_vec, head))
     training = {k: v for k, v in asdict(cfg).items() if k != "coordinator_key"}
     model_cfg = {"featurizer": cfg.featurizer, "training": {**training, "rounds_log": None}}
     trained = any(r.applied and r.contributors for r in rounds.rounds)  # else the head is only its random init
     if not trained:
         log.info("no training round was applied: the bundle carries no model")
+    ledgers = collected.ledgers
     published = [i for i in infos.values() if i[Key.NODE_ID] in ledgers]
+    heads = {nid: h.to_json() for nid in ledgers if (h := collected.published_head(nid)) is not None}
     summary = write_bundle(Path(cfg.out), head if trained else None, model_cfg, rounds, ledgers, published, cfg.federation_id,
                            extra_files={**query_files, **policy_files(infos)}, artifacts=query_artifacts,
-                           statistics=statistics, policies=policies, signing_key=signing_key)
+                           statistics=statistics, policies=policies, signing_key=signing_key, heads=heads)
     summary["plan"] = plan_dict(list(plans.values()))
+    summary["dropped"] = {nid: [r.round for r in rounds.rounds if nid in r.dropped] for nid in dropped_ids(rounds)}
+    summary["audit"] = audit_written(summary, {i[Key.NODE_ID] for i in infos.values()})
+    if not summary["audit"]["ok"]:
+        log.error("the bundle does not verify: %s", "; ".join(summary["audit"]["failures"]))
     return summary
-
-
-def keep_ledgers(reps: dict[int, Message], infos: dict[int, dict], ledgers: dict[str, bytes]) -> None:
-    """Keep, per node, the longest signed ledger export any reply carried (release replies and the
-    final `query.ledger`): a node that dies mid-run is still published with every release it made
-    that the coordinator used. The auditor checks each export's chain and signatures."""
-    for n, rep in reps.items():
-        if Record.LEDGER not in rep.content:
-            continue
-        data = bytes(rep.content[Record.LEDGER][Key.EXPORT])
-        nid = infos[n][Key.NODE_ID]
-        old = ledgers.get(nid)
-        if old is None or len(ledger_pb2.LedgerExport.FromString(data).entries) >= \
-                len(ledger_pb2.LedgerExport.FromString(old).entries):
-            ledgers[nid] = data
 
 
 def run_query_phase(grid: Grid, nodes: list[int], infos: dict[int, dict], cfg: FederationConfig, plans: dict | None = None,
@@ -384,14 +380,19 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """The Deployment Engine's entry: FederationConfig from the run config (strings parsed as JSON or lists)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Runtime API request, each re-uploaded as a log
     configure()  # the privacy core's process-wide settings (privacy/__init__.py)
     rc = dict(context.run_config)
     known = FederationConfig.__dataclass_fields__
     kwargs = {k.replace("-", "_"): v for k, v in rc.items() if k.replace("-", "_") in known}
+    if not kwargs.get("timeout"):  # run config 0: no limit on a message exchange
+        kwargs["timeout"] = None
     if "featurizer" in kwargs and isinstance(kwargs["featurizer"], str):
         kwargs["featurizer"] = json.loads(kwargs["featurizer"])
     for k in ("queries", "query_models", "query_languages", "query_dimensions", "query_topics", "query_bounds"):
         if isinstance(kwargs.get(k), str):  # run config values are strings: JSON, or a comma list of kinds
             v = kwargs[k].strip()
             kwargs[k] = json.loads(v) if v[:1] in "[{" else [x.strip() for x in v.split(",") if x.strip()]
-    run_federation(grid, FederationConfig(**kwargs))
+    summary = run_federation(PollingGrid(grid), FederationConfig(**kwargs))  # replies pulled every <= 0.5 s, not 3 s
+    if not summary.get("audit", {}).get("ok", True):  # the run's outcome is its bundle's audit
+        raise RuntimeError("the bundle does not verify: " + "; ".join(summary["audit"]["failures"]))

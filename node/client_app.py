@@ -1,13 +1,16 @@
 """The node's Flower ClientApp (Message API): what a community's SuperNode runs.
 
 Handlers (message types, records and keys: the wire contract, protos/wire.py):
-- query.hello         public identity: node id, name, ledger public key, delta, accountant.
+- query.hello         public identity: node id, name, ledger public key, delta, accountant, and the
+                      signed ledger export (so no separate `ledger` exchange is needed at the end).
 - train               one round of user-level DP-SGD; the round's ledger entry is committed
                       before the update leaves. With secure aggregation the update stays in the
                       node's context until the SecAgg stages below ask for its masked form.
 - query.secagg_keys / query.secagg_shares / query.secagg_masked / query.secagg_unmask
                       the node's side of SecAgg+ (privacy/secagg/).
-- query.ledger        the signed ledger export (public by design).
+- query.ledger        the signed ledger export (public by design); asked only when a node's latest
+                      signed head is beyond the last export the coordinator received.
+Every reply carries the node's signed ledger head (`reply`, privacy/ledger_head.py, issue 15).
 - query.budget        cap, spent and remaining epsilon from the ledger (public by design), for the
                       coordinator's plan before anything is spent.
 - query.aggregate     a DP aggregate query (node/queries.py) through the release gate; under
@@ -30,22 +33,8 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from model.features import featurizer_from_config
 from node.node_dir import NodeDir
-from node.releases import open_gate
-from node.training import (
-    TrainingRefused,
-    TrainRequest,
-    check_round,
-    check_trains,
-    contributor_data,
-    load_plan,
-    local_update,
-    make_plan,
-    save_plan,
-)
 from privacy import configure
-from privacy.release import PolicyViolation
 from privacy.secagg.constants import Key as SecAggKey
 from privacy.secagg.protocol import Params, SecAggNode
 from protos.wire import SIMULATION_NODES_ENV, Key, MessageType, QueryError, Record, query_action
@@ -75,9 +64,40 @@ def node_dir_of(context: Context) -> NodeDir:
     return NodeDir(dirs[pid])
 
 
-def reply(msg: Message, records: dict) -> Message:
-    """The reply to `msg` carrying `records` ({protos.wire.Record name: record})."""
-    return Message(content=RecordDict(records), reply_to=msg)
+HEAD_STATE = "ledger_head"  # context.state: the last head this node signed in this run (node/head.py)
+
+
+def run_of(msg: Message) -> str:
+    """The run (federation id) the coordinator's message names (Record.RUN), "" when none."""
+    return str(msg.content[Record.RUN].get(Key.RUN_ID, "")) if Record.RUN in msg.content else ""
+
+
+def remember_head(msg: Message, context: Context, store) -> ConfigRecord:
+    """Sign the node's current ledger head for the run `msg` names and keep it for this run's replies."""
+    from node.head import head_for
+
+    run_id = run_of(msg)
+    head = head_for(node_dir_of(context), store, run_id)
+    context.state[HEAD_STATE] = record = ConfigRecord({Key.SIGNED_HEAD: head.to_json(), Key.RUN_ID: run_id})
+    return record
+
+
+def reply(msg: Message, context: Context, records: dict, store=None) -> Message:
+    """The reply to `msg` carrying `records` ({protos.wire.Record name: record}) and, in every reply,
+    the node's signed ledger head (Record.HEAD, privacy/ledger_head.py) for the run the coordinator
+    names (Record.RUN): read from `store` when the handler has it open, else the head this node last
+    signed in this run (the SecAgg stages write no ledger entry), else read now. Issue 15: the
+    coordinator must publish a ledger that reaches every head a node signed during the run."""
+    run_id = run_of(msg)
+    cached = context.state[HEAD_STATE] if HEAD_STATE in context.state else None
+    if store is not None or cached is None or str(cached[Key.RUN_ID]) != run_id:
+        if store is not None:
+            cached = remember_head(msg, context, store)
+        else:
+            with node_dir_of(context).open_store() as s:
+                cached = remember_head(msg, context, s)
+    return Message(content=RecordDict({**records, Record.HEAD: ConfigRecord({Key.SIGNED_HEAD: cached[Key.SIGNED_HEAD]})}),
+                   reply_to=msg)
 
 
 @app.query(query_action(MessageType.HELLO))
@@ -87,7 +107,10 @@ def hello(msg: Message, context: Context) -> Message:
     policy = nd.policy()
     from privacy.keys import raw_public_key
 
-    return reply(msg, {Record.INFO: ConfigRecord({
+    with nd.open_store() as store:  # the ledger export, head and budget travel with the hello (fewer exchanges)
+        ledger_now, budget_now = ledger_record(nd, store), budget_record(nd, store)
+        remember_head(msg, context, store)
+    return reply(msg, context, {Record.LEDGER: ledger_now, Record.BUDGET: budget_now, Record.INFO: ConfigRecord({
         Key.NODE_ID: nd.node_id,
         Key.NAME: nd.name,
         Key.LEDGER_PUBLIC_KEY: raw_public_key(nd.ledger_public()),
@@ -101,39 +124,26 @@ def hello(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One round of user-level DP-SGD through the release gate (ledger entry first), or a refusal."""
+    from node.head import run_problem
+    from node.training import TrainingRefused, train_round  # torch and Opacus: only handlers that train import them
+    from privacy.release import PolicyViolation
+
     nd = node_dir_of(context)
     cfg = dict(msg.content[Record.CONFIG])
-    request = TrainRequest.from_config(cfg)
-    global_vec = msg.content[Record.ARRAYS].to_numpy_ndarrays()[0]
+    arrays = msg.content[Record.ARRAYS].to_numpy_ndarrays() if Record.ARRAYS in msg.content else []
     with nd.open_store() as store:
         try:
-            policy = nd.policy()
-            check_trains(policy)
-            gate = open_gate(nd, store)
-            featurizer = featurizer_from_config(json.loads(cfg[Key.FEATURIZER]))
-            data = contributor_data(store, policy, featurizer, request.max_pairs_per_contributor, request.federation_id)
-            plan = load_plan(store, request.federation_id)
-            if plan is None:  # the noisy min_contributors test (own ledger entry), once for the plan's rounds
-                gate.check_contributors("train", data.n_contributors, f"{request.federation_id}/{request.round}")
-                plan = make_plan(policy, request, gate.spent_epsilon(), gate.ledger.events())
-                save_plan(store, plan)
-            check_round(plan, request.round)
-            update, info = local_update(json.loads(cfg[Key.HEAD]), global_vec, data, plan)
-            update = update.astype(np.float32)
-            rel = gate.release(
-                "train",
-                {"federation": request.federation_id, "round": request.round, "plan": plan.__dict__},
-                contributors=None,  # tested by check_contributors when the plan was made
-                round_id=f"{request.federation_id}/{request.round}",
-                event=plan.event(),
-                plan=(plan.plan_id, plan.plan_event()),
-                payload=update.tobytes(),
-            )
+            # every value checked against the policy's bounds before any work (node/request_bounds.py), the
+            # committed plan's rounds enforced, the ledger entry committed before the update leaves
+            if (bad_run := run_problem(run_of(msg), f"{cfg.get('federation_id')}/{cfg.get('round')}")) is not None:
+                raise TrainingRefused(f"policy rule run: {bad_run}")  # node/head.py: heads bind to the run
+            request, plan, rel = train_round(nd, store, cfg, arrays, Key.FEATURIZER, Key.HEAD)
             update = np.frombuffer(rel.payload, dtype=np.float32)  # a repeated round gets the cached update
             ledger_now = ledger_record(nd, store)
+            remember_head(msg, context, store)
         except (TrainingRefused, PolicyViolation) as e:
-            return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}),
-                               Record.LEDGER: ledger_record(nd, store)})
+            return reply(msg, context, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}),
+                               Record.LEDGER: ledger_record(nd, store)}, store)
     status = ConfigRecord({
         Key.OK: True,
         Key.LEDGER_SEQ: rel.seq,
@@ -147,13 +157,15 @@ def train(msg: Message, context: Context) -> Message:
         np.save(os.path.join(os.environ[DUMP_ENV], f"{nd.node_id[:16]}-r{request.round}.npy"), update)
     if cfg.get(Key.SECAGG, False):
         context.state["pending_update"] = ArrayRecord([update])
-        return reply(msg, {Record.STATUS: status, Record.LEDGER: ledger_now})
-    return reply(msg, {Record.STATUS: status, Record.ARRAYS: ArrayRecord([update]), Record.LEDGER: ledger_now})
+        return reply(msg, context, {Record.STATUS: status, Record.LEDGER: ledger_now})
+    return reply(msg, context, {Record.STATUS: status, Record.ARRAYS: ArrayRecord([update]), Record.LEDGER: ledger_now})
 
 
 def ledger_record(nd: NodeDir, store) -> ConfigRecord:
     """The signed ledger export as a reply record. Every release reply carries it (public by design),
     so the coordinator holds each node's ledger up to its last release even if the node dies later."""
+    from node.releases import open_gate
+
     export = open_gate(nd, store).ledger.export()
     return ConfigRecord({Key.EXPORT: export.SerializeToString(deterministic=True)})
 
@@ -173,7 +185,7 @@ def secagg_keys(msg: Message, context: Context) -> Message:
     node = SecAggNode(int(cfg[Key.ME]), Params.from_json(str(cfg[Key.PARAMS])))
     c_pk, s_pk = node.public_keys()
     _save(context, node)
-    return reply(msg, {Record.KEYS: ConfigRecord({Key.C_PK: c_pk, Key.S_PK: s_pk})})
+    return reply(msg, context, {Record.KEYS: ConfigRecord({Key.C_PK: c_pk, Key.S_PK: s_pk})})
 
 
 @app.query(query_action(MessageType.SECAGG_SHARES))
@@ -184,7 +196,7 @@ def secagg_shares(msg: Message, context: Context) -> Message:
     pks = {int(k): tuple(bytes.fromhex(x) for x in v) for k, v in pks_json.items()}
     cts = node.share_keys(pks)
     _save(context, node)
-    return reply(msg, {Record.SHARES: ConfigRecord({str(v): ct for v, ct in cts.items()})})
+    return reply(msg, context, {Record.SHARES: ConfigRecord({str(v): ct for v, ct in cts.items()})})
 
 
 @app.query(query_action(MessageType.SECAGG_MASKED))
@@ -196,7 +208,7 @@ def secagg_masked(msg: Message, context: Context) -> Message:
     y = node.masked_input(update.astype(np.float64), inbox)
     del context.state["pending_update"]
     _save(context, node)
-    return reply(msg, {Record.ARRAYS: ArrayRecord([y.astype(np.uint32)])})
+    return reply(msg, context, {Record.ARRAYS: ArrayRecord([y.astype(np.uint32)])})
 
 
 @app.query(query_action(MessageType.SECAGG_UNMASK))
@@ -206,7 +218,7 @@ def secagg_unmask(msg: Message, context: Context) -> Message:
     cfg = msg.content[Record.CONFIG]
     out = node.unmask(list(cfg[Key.SURVIVORS]), list(cfg[Key.DROPPED]))
     _save(context, node)
-    return reply(msg, {Record.SHARES: ConfigRecord({str(v): kind.encode() + sh for v, (kind, sh) in out.items()})})
+    return reply(msg, context, {Record.SHARES: ConfigRecord({str(v): kind.encode() + sh for v, (kind, sh) in out.items()})})
 
 
 @app.query(query_action(MessageType.LEDGER))
@@ -214,7 +226,7 @@ def ledger(msg: Message, context: Context) -> Message:
     """The node's signed ledger export (public by design: every release is accounted there)."""
     nd = node_dir_of(context)
     with nd.open_store() as store:
-        return reply(msg, {Record.LEDGER: ledger_record(nd, store)})
+        return reply(msg, context, {Record.LEDGER: ledger_record(nd, store)}, store)
 
 
 @app.query(query_action(MessageType.BUDGET))
@@ -222,28 +234,35 @@ def budget(msg: Message, context: Context) -> Message:
     """The node's budget from its ledger, for the coordinator's plan: cap, spent, remaining, the per-query
     cap and the kinds its policy allows. Public by design (every ledger entry is published); no count
     of the community's members is in it."""
+    nd = node_dir_of(context)
+    with nd.open_store() as store:
+        return reply(msg, context, {Record.BUDGET: budget_record(nd, store, msg)}, store)
+
+
+def budget_record(nd: NodeDir, store, msg: Message | None = None) -> ConfigRecord:
+    """The budget reply's record (also in every hello, so the coordinator needs no separate budget
+    exchange before its plan); with the quote of the plan `msg` proposes, if it proposes one."""
+    from node.releases import open_gate
     from privacy.accounting import epsilon_of
     from privacy.events import DiscreteGaussianEvent
 
-    nd = node_dir_of(context)
     policy = nd.policy()
-    with nd.open_store() as store:
-        spent = open_gate(nd, store).spent()
-        quote = None
-        if Record.CONFIG in msg.content and Key.PLAN in msg.content[Record.CONFIG]:  # the coordinator's proposal
-            from node.planning import quote_request
+    spent = open_gate(nd, store).spent()
+    quote = None
+    if msg is not None and Record.CONFIG in msg.content and Key.PLAN in msg.content[Record.CONFIG]:  # a proposal
+        from node.planning import quote_request
 
-            quote = quote_request(policy, open_gate(nd, store).ledger.events(), str(msg.content[Record.CONFIG][Key.PLAN]))
+        quote = quote_request(policy, open_gate(nd, store).ledger.filter_state(), str(msg.content[Record.CONFIG][Key.PLAN]))
     sigma = float(policy.min_contributors_noise)  # each release's noisy threshold test (privacy/release.py)
     threshold = epsilon_of([DiscreteGaussianEvent(sigma, 1)], policy.delta).epsilon if sigma > 0 else 0.0
-    return reply(msg, {Record.BUDGET: ConfigRecord({
+    return ConfigRecord({
         **({Key.QUOTE: quote} if quote is not None else {}),
         Key.THRESHOLD_EPSILON: float(threshold),
         Key.EPSILON_CAP: policy.epsilon_cap, Key.DELTA: policy.delta, Key.SPENT_EPSILON: float(spent.epsilon),
         Key.REMAINING_EPSILON: max(0.0, policy.epsilon_cap - float(spent.epsilon)),
         Key.MAX_QUERY_EPSILON: policy.max_query_epsilon, Key.ALLOWED_RELEASES: list(policy.allowed_releases),
         Key.ACCOUNTANT: spent.method,
-    })})
+    })
 
 
 @app.query(query_action(MessageType.AGGREGATE))
@@ -251,8 +270,9 @@ def aggregate(msg: Message, context: Context) -> Message:
     """A DP aggregate query (node/queries.py): answered through the release gate, or refused by the
     policy. Under secure aggregation the noisy cells wait in the context for the SecAgg+ stages.
     The reply also carries the node's public policy facts (licences, caps) for the data card."""
-    from node.queries import answer_query
-    from protos import query_pb2
+    from node.head import run_problem
+    from node.queries import answer_query, parse_query
+    from privacy.release import PolicyViolation
 
     nd = node_dir_of(context)
     policy = nd.policy()
@@ -261,16 +281,20 @@ def aggregate(msg: Message, context: Context) -> Message:
         Key.MAX_QUERY_EPSILON: policy.max_query_epsilon, Key.MIN_CONTRIBUTORS: policy.min_contributors,
         Key.PARADIGM: f"{policy.dimensions}/{policy.definitions}",
     })
-    query = query_pb2.Query.FromString(bytes(msg.content[Record.QUERY][Key.QUERY]))
     with nd.open_store() as store:
         try:
+            raw = msg.content[Record.QUERY].get(Key.QUERY) if Record.QUERY in msg.content else None
+            query = parse_query(raw.encode() if isinstance(raw, str) else raw)  # garbage bytes: a refusal
+            if (bad_run := run_problem(run_of(msg), query.round_id)) is not None:
+                raise QueryError(f"policy rule run: {bad_run}")  # node/head.py: heads bind to the run
             answer, values = answer_query(nd, store, query)
         except (PolicyViolation, QueryError) as e:
-            return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}), Record.POLICY: facts,
-                               Record.LEDGER: ledger_record(nd, store)})
+            return reply(msg, context, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}), Record.POLICY: facts,
+                               Record.LEDGER: ledger_record(nd, store)}, store)
         ledger_now = ledger_record(nd, store)
+        remember_head(msg, context, store)
     if query.secagg:
         context.state["pending_update"] = ArrayRecord([np.asarray(values, dtype=np.float64)])
-    return reply(msg, {Record.STATUS: ConfigRecord({Key.OK: True}),
+    return reply(msg, context, {Record.STATUS: ConfigRecord({Key.OK: True}),
                        Record.ANSWER: ConfigRecord({Key.ANSWER: answer.SerializeToString()}), Record.POLICY: facts,
                        Record.LEDGER: ledger_now})

@@ -62,11 +62,15 @@ def key_rows(records, key_type: str) -> list[tuple[str, str]]:
 
 
 def discovery_rows(records, types: list[str], max_keys: int) -> list[tuple[str, str]]:
-    """Rows (person, JSON [type, key]) with at most `max_keys` keys per person of each type."""
-    records = list(records)
+    """Rows (person, JSON [type, key]) with at most `max_keys` keys per person of each type. One pass over
+    `records` (a stream from the store: no record is held past its batch), keeping only (person, key) rows."""
+    per_type: dict[str, set] = {t: set() for t in types}
+    for rec in records:
+        for t in types:
+            per_type[t].update(key_rows([rec], t))
     out = []
     for t in types:
-        rows = bound_contributions(set(key_rows(records, t)), max_keys, 1)
+        rows = bound_contributions(per_type[t], max_keys, 1)
         out += [(who, json.dumps([t, k])) for who, k in rows]
     return out
 

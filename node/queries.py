@@ -51,12 +51,14 @@ from privacy.release import PolicyViolation, canonical_json, request_hash
 from protos import query_pb2
 from protos.wire import (
     DISCOVERY_KIND,
+    OUTCOMES,
     PUBLIC_TOPICS,
     QUERY_KINDS,
     THUMBS,
     Param,
     QueryError,
     int_param,
+    list_param,
     partitions,
     rating_bins,
 )
@@ -71,6 +73,7 @@ DEFAULT_BOUNDS = {
     "rating_histogram": (8, 2),
     "coverage": (6, 2),
     "implicit_feedback": (3, 2),
+    "policy_objections": (1, 1),  # one objection per member counted
 }
 
 
@@ -255,6 +258,60 @@ def dp_answer(kind: str, rows: list, params: dict, epsilon: float, delta: float,
     }
 
 
+def cell_count(kind: str, params: dict, max_models: int) -> int:
+    """How many cells a query of `kind` asks for, counted from its parameters without building them
+    (battle_counts is quadratic in its models); PolicyViolation "max_models" past the policy's bound."""
+    def n(name: str, required: bool) -> int:
+        labels = len(list_param(params, name, required))
+        if name == Param.MODELS and labels > max_models:
+            raise PolicyViolation("max_models", f"query parameter 'models' lists {labels} models, "
+                                  f"the policy allows at most {max_models}")
+        return labels
+
+    if kind == "battle_counts":
+        m = n(Param.MODELS, True)
+        return m * (m - 1) // 2 * len(OUTCOMES)
+    if kind == "thumbs_rates":
+        return n(Param.MODELS, True) * len(THUMBS)
+    if kind == "rating_histogram":
+        return n(Param.DIMENSIONS, True) * rating_bins(params)
+    if kind == "coverage":
+        return n(Param.LANGUAGES, False) + n(Param.MODELS, False) + n(Param.TOPICS, False)
+    return 0
+
+
+def check_query_size(policy, kind: str, params: dict) -> None:
+    """Refuse by rule, before any work, a query whose model list (max_models) or answer
+    (max_release_cells) is larger than the policy allows: its cells are counted, not built."""
+    cells = cell_count(kind, params, policy.max_models)
+    if cells > policy.max_release_cells:
+        raise PolicyViolation("max_release_cells", f"the query asks for {cells} cells, the policy allows at most "
+                              f"{policy.max_release_cells}")
+    if kind not in policy.allowed_releases:
+        raise PolicyViolation("allowed_releases", f"release kind {kind!r} is not allowed by this community "
+                              f"(allowed: {', '.join(policy.allowed_releases)})")
+
+
+MAX_QUERY_BYTES = 1 << 20  # a query is a kind and a few labels: anything larger is refused unread
+
+
+def parse_query(raw) -> query_pb2.Query:
+    """The Query in a message's bytes, or QueryError naming the field (garbage bytes, wrong type, too large)."""
+    from google.protobuf.message import DecodeError
+
+    if not isinstance(raw, (bytes, bytearray)):
+        raise QueryError(f"field 'query' must be bytes (a serialised Query), got {type(raw).__name__}")
+    if len(raw) > MAX_QUERY_BYTES:
+        raise QueryError(f"field 'query' is {len(raw)} bytes, at most {MAX_QUERY_BYTES} are read")
+    try:
+        q = query_pb2.Query.FromString(bytes(raw))
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise QueryError(f"field 'query' is not a serialised Query ({type(e).__name__})") from None
+    if not q.name:
+        raise QueryError("field 'query' names no query kind")
+    return q
+
+
 def request_of(query: query_pb2.Query) -> dict:
     """What identifies a query for the cache: kind, parameters, requested epsilon (not the round,
     not the transport), so a repeated identical query gets the earlier answer (ARCHITECTURE.md invariant 3)."""
@@ -295,15 +352,21 @@ def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tupl
     if kind not in QUERY_KINDS:
         raise QueryError(f"unknown query kind {kind!r} (known: {', '.join(QUERY_KINDS)})")
     params = dict(query.params)
-    parts = partitions(kind, params)
-    bounds(kind, params)
     policy = nd.policy()
     problem = query_epsilon_problem(policy, query.epsilon, "query epsilon")
     if problem:  # refused by rule before any calibration (a tiny epsilon would take minutes)
         raise QueryError(problem)
+    check_query_size(policy, kind, params)  # counted, not built: before the quadratic partitions
+    parts = partitions(kind, params)
+    bounds(kind, params)
     gate = gate or open_gate(nd, store)
     eligible = eligible_contributors(store, policy, now)
-    rows = rows_for(kind, store.records(contributors=eligible), params)
+    if kind == "policy_objections":  # governance, not records: who objected (keyed HMACs) to the latest proposal
+        from node.service.governance import objection_rows
+
+        rows = objection_rows(store)
+    else:
+        rows = rows_for(kind, store.records(contributors=eligible), params)
     wanted = set(parts)
     rows = [r for r in rows if r[1] in wanted]
     n_contributors = len(eligible)  # the policy's min_contributors counts eligible people

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -26,38 +25,12 @@ from model.features import CachedEncoder, cache_name
 from model.reward_model import head_from_config, state_to_vector, vector_to_state
 from model.training_config import TRAINING
 from node.consent import eligible_contributors
-from node.dpsgd import ContributorTensors, build_contributor_tensors, train_dp
-from node.pairs import pairs_from_records
+from node.dpsgd import ContributorTensors, train_dp
+from node.dpsgd.data import stream_contributor_tensors
+from node.request_bounds import TrainingRefused, request_problem  # noqa: F401  (re-exported: one definition each)
 from privacy.accounting import AccountingError
 from privacy.accounting.calibration import noise_multiplier_for, noise_multiplier_within_filter
 from privacy.events import DpEvent, SelfComposedEvent, dpsgd_event
-
-MAX_ROUNDS = 100  # most federated rounds a plan may have (a larger plan is refused, naming the field)
-MAX_LOCAL_STEPS = 10_000  # most DP-SGD steps per round
-
-
-class TrainingRefused(Exception):
-    """The node will not train this round; the message names the rule."""
-
-
-def request_problem(request) -> str | None:
-    """Why a training request's sizes are refused by rule (None when acceptable), naming the field:
-    bounded before any calibration, so a hostile plan cannot pin the node's CPU."""
-    def num(v) -> bool:
-        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-
-    if not (num(request.rounds) and request.rounds == int(request.rounds) and 1 <= request.rounds <= MAX_ROUNDS):
-        return f"field 'rounds' must be an integer in [1, {MAX_ROUNDS}], got {request.rounds!r}"
-    if not (num(request.local_steps) and request.local_steps == int(request.local_steps)
-            and 1 <= request.local_steps <= MAX_LOCAL_STEPS):
-        return f"field 'local_steps' must be an integer in [1, {MAX_LOCAL_STEPS}], got {request.local_steps!r}"
-    if not (num(request.sampling_rate) and 0 < request.sampling_rate <= 1):
-        return f"field 'sampling_rate' must be in (0, 1], got {request.sampling_rate!r}"
-    if not (num(request.epsilon) and request.epsilon > 0):
-        return f"field 'epsilon' must be finite and > 0, got {request.epsilon!r}"
-    if not (num(request.max_grad_norm) and request.max_grad_norm > 0):
-        return f"field 'max_grad_norm' must be finite and > 0, got {request.max_grad_norm!r}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -129,7 +102,7 @@ def make_plan(policy, request: TrainRequest, spent_epsilon: float, history: Sequ
     Nothing in it depends on the number of eligible contributors; the min_contributors test is the
     release gate's (`ReleaseGate.check_contributors`), run before the plan is made."""
     check_trains(policy)
-    problem = request_problem(request)
+    problem = request_problem(request, policy)
     if problem:
         raise TrainingRefused(f"training request: {problem}")
     remaining = policy.epsilon_cap - spent_epsilon
@@ -168,15 +141,19 @@ def pair_subset_key(store, plan_id: str) -> bytes:
 
 def contributor_data(store, policy, featurizer, max_pairs: int, plan_id: str = ""):
     """Training tensors of the eligible contributors, featurized through the store's cache; each
-    person's pairs are chosen with `pair_subset_key(store, plan_id)` (issue 10, finding 1)."""
+    person's pairs are chosen with `pair_subset_key(store, plan_id)` (issue 10, finding 1). Records
+    stream from the store in batches into compact arrays (node/dpsgd/data.py
+    `stream_contributor_tensors`): no member's records are held beyond their batch (issue 16 item 3).
+    Hashed features are recomputed rather than cached (hashing costs less than a cache round trip)."""
     eligible = eligible_contributors(store, policy)
     digest = hashlib.sha256("\x1f".join(sorted(eligible)).encode()).hexdigest()
     key = (str(store.path), json.dumps(featurizer.config(), sort_keys=True), digest, max_pairs, plan_id)
     if key not in _DATA_CACHE:
-        pairs = pairs_from_records(store.records(contributors=eligible))
-        encoder = CachedEncoder(featurizer, store.embedding_cache(cache_name(featurizer)))
-        _DATA_CACHE.clear()
-        _DATA_CACHE[key] = build_contributor_tensors(pairs, encoder, max_pairs, key=pair_subset_key(store, plan_id))
+        _DATA_CACHE.clear()  # free the previous tensors before building the next
+        encoder = featurizer if featurizer.name == "hashed-ngram" else \
+            CachedEncoder(featurizer, store.embedding_cache(cache_name(featurizer)))
+        _DATA_CACHE[key] = stream_contributor_tensors(store.records(contributors=eligible), encoder, max_pairs,
+                                                      key=pair_subset_key(store, plan_id))
     return _DATA_CACHE[key]
 
 
@@ -190,6 +167,44 @@ def save_plan(store, plan: TrainPlan) -> None:
     """Persist `plan` so later rounds of the federation reuse it."""
     with store.transaction():
         store.meta_set(f"train-plan:{plan.federation_id}", json.dumps(asdict(plan)))
+
+
+def train_round(nd, store, cfg: dict, arrays: list, featurizer_key: str = "featurizer", head_key: str = "head"):
+    """One round for a coordinator's train message (`cfg`: its config record as a dict, `arrays`: its
+    numpy arrays): every value checked against the policy's bounds before any work
+    (node/request_bounds.py), a round outside the committed plan refused before the store is read, the
+    noisy min_contributors test and the plan at a federation's first round, then DP-SGD and the
+    release through the gate (ledger entry first). Returns (request, plan, release); raises
+    TrainingRefused or PolicyViolation naming the rule."""
+    from model.features import featurizer_from_config
+    from node.releases import open_gate
+    from node.request_bounds import validate_train
+
+    policy = nd.policy()
+    check_trains(policy)
+    request, feat_cfg, head_arch, global_vec = validate_train(policy, cfg, arrays, featurizer_key, head_key)
+    plan = load_plan(store, request.federation_id)
+    if plan is not None:
+        check_round(plan, request.round)
+    gate = open_gate(nd, store)
+    featurizer = featurizer_from_config(feat_cfg)
+    data = contributor_data(store, policy, featurizer, request.max_pairs_per_contributor, request.federation_id)
+    if plan is None:  # the noisy min_contributors test (own ledger entry), once for the plan's rounds
+        gate.check_contributors("train", data.n_contributors, f"{request.federation_id}/{request.round}")
+        plan = make_plan(policy, request, gate.spent_epsilon(), gate.ledger.filter_state())
+        save_plan(store, plan)
+    check_round(plan, request.round)
+    update, _ = local_update(head_arch, global_vec, data, plan)
+    rel = gate.release(
+        "train",
+        {"federation": request.federation_id, "round": request.round, "plan": plan.__dict__},
+        contributors=None,  # tested by check_contributors when the plan was made
+        round_id=f"{request.federation_id}/{request.round}",
+        event=plan.event(),
+        plan=(plan.plan_id, plan.plan_event()),
+        payload=update.astype(np.float32).tobytes(),
+    )
+    return request, plan, rel
 
 
 def local_update(head_arch: dict, global_vec: np.ndarray, data, plan: TrainPlan) -> tuple[np.ndarray, dict]:

@@ -20,6 +20,17 @@ from protos.wire import RELEASE_KINDS  # "train" and the aggregate query kinds
 DIMENSIONS = ("broad", "specific")
 DEFINITIONS = ("prescriptive", "descriptive")
 MIN_QUERY_EPSILON = 0.01  # the default floor on a requested query or discovery epsilon
+# Bounds on what a coordinator may ask a node to compute, with their defaults. Each is written to the
+# file only when not its default, so a policy from before these fields re-dumps to the same text and
+# keeps the hash its ledger entries recorded.
+OPTIONAL_DEFAULTS: dict[str, float | int] = {
+    "min_query_epsilon": MIN_QUERY_EPSILON,
+    "max_models": 100,  # most model names one query may list (battle_counts is quadratic in it)
+    "max_rounds": 100,  # most federated rounds a training plan may have
+    "max_local_steps": 10_000,  # most DP-SGD steps per round
+    "max_feature_dim": 4096,  # largest featurizer dimension a coordinator may ask for
+    "max_hidden": 4096,  # largest hidden width of the reward model's head
+}
 
 
 class PolicyError(ValueError):
@@ -45,6 +56,12 @@ class Policy:
     # least epsilon a query or discovery may ask for: calibrating noise for a tiny epsilon takes minutes
     # (and gives useless answers), so smaller requests are refused by rule before any work
     min_query_epsilon: float = MIN_QUERY_EPSILON
+    # bounds on the work a coordinator may ask for (OPTIONAL_DEFAULTS): refused by rule before any work
+    max_models: int = 100
+    max_rounds: int = 100
+    max_local_steps: int = 10_000
+    max_feature_dim: int = 4096
+    max_hidden: int = 4096
     max_sampling_rate: float = 0.2  # highest Poisson rate for DP-SGD over contributors
     min_noise_multiplier: float = 0.5  # DP-SGD noise floor (sigma / clipping norm)
     waiting_period_hours: float = 24.0  # consent -> eligible delay (ShareLM waits 24 h)
@@ -82,6 +99,10 @@ class Policy:
             out.append(f"privacy.max_query_epsilon must be > 0, got {self.max_query_epsilon}")
         if not (0 < self.min_query_epsilon < float("inf")):
             out.append(f"privacy.min_query_epsilon must be > 0 and finite, got {self.min_query_epsilon}")
+        for name in ("max_models", "max_rounds", "max_local_steps", "max_feature_dim", "max_hidden"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                out.append(f"privacy.{name} must be an integer >= 1, got {v!r}")
         if not (0 < self.max_sampling_rate <= 1):
             out.append(f"privacy.max_sampling_rate must be in (0, 1], got {self.max_sampling_rate}")
         if not (self.min_noise_multiplier >= 0):
@@ -114,8 +135,7 @@ class Policy:
                 "min_noise_multiplier": self.min_noise_multiplier,
                 # written only when not the default, so that a policy from before the field re-dumps to the
                 # same text and keeps the hash its ledger entries recorded
-                **({"min_query_epsilon": self.min_query_epsilon}
-                   if self.min_query_epsilon != MIN_QUERY_EPSILON else {}),
+                **{k: getattr(self, k) for k, d in OPTIONAL_DEFAULTS.items() if getattr(self, k) != d},
             },
             "consent": {
                 "waiting_period_hours": self.waiting_period_hours,
@@ -161,6 +181,11 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
     ("privacy", "max_release_cells"): ("max_release_cells", int),
     ("privacy", "max_query_epsilon"): ("max_query_epsilon", float),
     ("privacy", "min_query_epsilon"): ("min_query_epsilon", float),
+    ("privacy", "max_models"): ("max_models", int),
+    ("privacy", "max_rounds"): ("max_rounds", int),
+    ("privacy", "max_local_steps"): ("max_local_steps", int),
+    ("privacy", "max_feature_dim"): ("max_feature_dim", int),
+    ("privacy", "max_hidden"): ("max_hidden", int),
     ("privacy", "max_sampling_rate"): ("max_sampling_rate", float),
     ("privacy", "min_noise_multiplier"): ("min_noise_multiplier", float),
     ("consent", "waiting_period_hours"): ("waiting_period_hours", float),

@@ -15,9 +15,11 @@ byte for byte as the coordinator signs it.
       model/model.json              ... and its config (featurizer, architecture, training)
       rounds.json                   RoundsRecord.rounds as a JSON array of Round messages: per round,
                                     which nodes' updates were used, with the ledger entry (seq, hash)
-                                    that accounted for each, and which nodes refused
+                                    that accounted for each, which nodes refused and which dropped
       ledgers/<node_id>.pb / .json  each node's signed ledger export (LedgerExport)
       keys/<node_id>.ed25519        each node's raw Ed25519 ledger public key (hex)
+      heads/<node_id>.json          the latest ledger head each node signed during the run (privacy/
+                                    ledger_head.py JSON): the published ledger must reach it (issue 15)
       datacard.md                   the data card, in every bundle
       statistics.json               DP aggregate answers, per node and summed (when queries ran)
       leaderboard.json / .png       Bradley-Terry leaderboard with intervals (when battle counts ran)
@@ -60,6 +62,11 @@ def ledger_json(node_id: str) -> str:
 def key_file(node_id: str) -> str:
     """Path of a node's raw Ed25519 ledger public key (hex)."""
     return f"keys/{node_id}.ed25519"
+
+
+def head_file(node_id: str) -> str:
+    """Path of the latest ledger head a node signed during the run (JSON, privacy/ledger_head.py)."""
+    return f"heads/{node_id}.json"
 
 
 class BundleError(ValueError):

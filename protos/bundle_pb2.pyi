@@ -85,7 +85,7 @@ class RoundsRecord(_message.Message):
     def __init__(self, rounds: _Optional[_Iterable[_Union[Round, _Mapping]]] = ...) -> None: ...
 
 class Round(_message.Message):
-    __slots__ = ("round", "aggregation", "applied", "contributors", "refused")
+    __slots__ = ("round", "aggregation", "applied", "contributors", "refused", "dropped")
     class RefusedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,12 +98,14 @@ class Round(_message.Message):
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
     round: int
     aggregation: str
     applied: bool
     contributors: _containers.RepeatedCompositeFieldContainer[RoundContributor]
     refused: _containers.ScalarMap[str, str]
-    def __init__(self, round: _Optional[int] = ..., aggregation: _Optional[str] = ..., applied: _Optional[bool] = ..., contributors: _Optional[_Iterable[_Union[RoundContributor, _Mapping]]] = ..., refused: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    dropped: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, round: _Optional[int] = ..., aggregation: _Optional[str] = ..., applied: _Optional[bool] = ..., contributors: _Optional[_Iterable[_Union[RoundContributor, _Mapping]]] = ..., refused: _Optional[_Mapping[str, str]] = ..., dropped: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RoundContributor(_message.Message):
     __slots__ = ("node_id", "ledger_seq", "ledger_entry_hash", "claimed_epsilon", "sampling_probability", "noise_multiplier", "steps")

@@ -78,6 +78,8 @@ class Record:
     ANSWER = "answer"  # Key.ANSWER: a serialized Answer
     POLICY = "policy"  # the node's public policy facts (for the data card)
     BUDGET = "budget"  # budget reply: Key.EPSILON_CAP, Key.SPENT_EPSILON, Key.REMAINING_EPSILON, ...
+    HEAD = "ledger_head"  # in EVERY node reply: Key.SIGNED_HEAD, the node-signed ledger head (privacy/ledger_head.py)
+    RUN = "run"  # in every coordinator message: Key.RUN_ID, the federation id the node signs its head for
 
 
 class Key:
@@ -126,6 +128,8 @@ class Key:
     S_PK = SecAggKey.S_PK
     # ledger, query, answer records
     EXPORT = "export"
+    SIGNED_HEAD = "signed_head"  # JSON of privacy/ledger_head.py LedgerHead
+    RUN_ID = "run_id"
     QUERY = "query"
     ANSWER = "answer"
 
@@ -138,6 +142,7 @@ QUERY_KINDS = (
     "rating_histogram",  # rating distribution per named dimension
     "coverage",  # counts by language, model, topic
     "implicit_feedback",  # thanks / corrections / rephrasings found in chats
+    "policy_objections",  # members objecting to the latest policy proposal (node/service/governance.py)
 )
 # Private key selection (node/discovery.py): which model names, languages or rating dimensions a
 # community's data holds, released only past a DP threshold (privacy/mechanisms.py
@@ -247,6 +252,7 @@ def partitions(kind: str, params: dict) -> list[tuple[str, ...]]:
     | rating_histogram  | (dimension, bin) from `dimensions`, bins 0..`bins`-1            |
     | coverage          | ("language", l), ("model", m), ("topic", t)                     |
     | implicit_feedback | (signal,) for each of IMPLICIT_SIGNALS                          |
+    | policy_objections | ("objected",)                                                   |
     """
     if kind == "battle_counts":
         models = sorted(list_param(params, Param.MODELS))
@@ -265,6 +271,8 @@ def partitions(kind: str, params: dict) -> list[tuple[str, ...]]:
         return out
     if kind == "implicit_feedback":
         return [(s,) for s in IMPLICIT_SIGNALS]
+    if kind == "policy_objections":
+        return [("objected",)]
     raise QueryError(f"unknown query kind {kind!r} (known: {', '.join(QUERY_KINDS)})")
 
 

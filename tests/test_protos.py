@@ -82,9 +82,9 @@ def test_rounds_record_round_trips_through_rounds_json(tmp_path):
         {"round": 1, "aggregation": "secagg+fedavg", "applied": True,
          "contributors": [{"node_id": "n1", "ledger_seq": 3, "ledger_entry_hash": "ab" * 32, "claimed_epsilon": 0.25,
                            "sampling_probability": 0.2, "noise_multiplier": 2.5, "steps": 100}],
-         "refused": {}},
+         "refused": {}, "dropped": []},
         {"round": 2, "aggregation": "fedavg", "applied": False, "contributors": [],
-         "refused": {"n1": "policy rule privacy.epsilon_cap"}},
+         "refused": {"n1": "policy rule privacy.epsilon_cap"}, "dropped": []},
     ]
     assert read_rounds(tmp_path) == record
     # an older rounds.json, without the DP-SGD parameters, still reads (they are 0: not recorded)

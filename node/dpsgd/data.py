@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from model.training_config import TRAINING
 from node.pairs import Pair, group_by_contributor
 
 __all__ = ["ContributorTensors", "contributor_tensors_from_arrays", "build_contributor_tensors", "pair_subset_seed",
-           "select_pairs"]
+           "select_pairs", "stream_contributor_tensors"]
 
 
 @dataclass
@@ -76,12 +76,13 @@ class ContributorTensors:
         return int(self.features.shape[1])
 
     def inputs(self, idx: torch.Tensor, combine: str) -> torch.Tensor:
-        """Head inputs [B, 2P, input_dim] for contributors `idx`: P chosen, then P rejected."""
+        """Head inputs [B, 2P, input_dim] for contributors `idx`: P chosen, then P rejected (float32,
+        whatever the table's storage: a large table is kept in float16, see `stream_contributor_tensors`)."""
         X = self.features
-        r = X[torch.cat([self.chosen[idx], self.rejected[idx]], dim=1)]
+        r = X[torch.cat([self.chosen[idx], self.rejected[idx]], dim=1)].float()
         if combine == "r":
             return r
-        p = X[self.prompt[idx]]
+        p = X[self.prompt[idx]].float()
         return combine_features(torch.cat([p, p], dim=1), r, combine)
 
     def subset(self, idx) -> "ContributorTensors":
@@ -198,3 +199,135 @@ def build_contributor_tensors(
     tl = list(texts)
     feats = featurizer.encode(tl) if tl else np.zeros((0, featurizer.dim), dtype=np.float32)
     return contributor_tensors_from_arrays(feats, rows, max_pairs_per_contributor, list(groups), seed=seed, key=key)
+
+
+COMPACT_TABLE_BYTES = 256 << 20  # a float32 feature table larger than this is stored in float16
+MEMO_LIMIT = 200_000  # n-grams a featurizer may memoise while a table is streamed (then the memo starts over)
+
+
+class _Table:
+    """A feature table grown in place in an anonymous mapping (mremap: a larger table never needs a
+    second resident copy, and unused capacity is never touched), float32 until COMPACT_TABLE_BYTES,
+    then float16."""
+
+    def __init__(self, dim: int):
+        import mmap
+
+        self.dim, self.dtype, self.used = dim, np.dtype(np.float32), 0
+        self.mm = mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # not /dev/shm
+
+    def _view(self, start: int, rows: int) -> np.ndarray:
+        size = self.dtype.itemsize
+        return np.frombuffer(self.mm, dtype=self.dtype, count=rows * self.dim,
+                             offset=start * self.dim * size).reshape(rows, self.dim)
+
+    def add(self, block: np.ndarray) -> None:
+        import mmap
+
+        if self.dtype == np.float32 and (self.used + len(block)) * self.dim * 4 > COMPACT_TABLE_BYTES:
+            old, self.dtype = self.mm, np.dtype(np.float16)  # once: the table turns compact
+            self.mm = mmap.mmap(-1, max(1 << 20, 2 * self.used * self.dim * 2), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            for lo in range(0, self.used, 65536):
+                n = min(65536, self.used - lo)
+                src = np.frombuffer(old, dtype=np.float32, count=n * self.dim, offset=lo * self.dim * 4)
+                dst = self._view(lo, n)
+                dst[:] = src.reshape(n, self.dim)
+                del src, dst
+            old.close()
+        need = (self.used + len(block)) * self.dim * self.dtype.itemsize
+        if need > len(self.mm):
+            self.mm.resize(max(2 * len(self.mm), need))
+        view = self._view(self.used, len(block))
+        view[:] = block
+        del view
+        self.used += len(block)
+
+    def array(self) -> np.ndarray:
+        """The table's rows (a view of the mapping, which it keeps alive)."""
+        return self._view(0, self.used)
+
+
+def stream_contributor_tensors(
+    records: Iterable, featurizer, max_pairs_per_contributor: int = TRAINING.max_pairs_per_contributor, *,
+    seed: int = 0, key: bytes | None = None, encode_batch: int = 4096,
+) -> ContributorTensors:
+    """`build_contributor_tensors` over an ITERATOR of records, in bounded memory: records are read
+    once (node/store.py streams them in batches), turned into pairs one record at a time, their
+    distinct texts encoded `encode_batch` at a time into a feature table grown in place, and only
+    compact arrays are kept (per pair: contributor, three row indices, target, weight). No Record,
+    Pair or text outlives its batch. Same tensors as the list path: each distinct text one row, each
+    person's pairs in reading order, subsets from their own generator (`select_pairs`), P = the
+    largest number of pairs anyone keeps (padding carries zero weight and changes no gradient). A
+    table larger than COMPACT_TABLE_BYTES in float32 is stored in float16 (frozen unit-norm features:
+    a relative rounding of 1e-3, far below DP-SGD's noise); `inputs` returns float32 either way."""
+    from array import array
+
+    from node.pairs import pairs_from_records
+
+    P_cap = int(max_pairs_per_contributor)
+    if P_cap < 1:
+        raise ValueError("max_pairs_per_contributor must be >= 1")
+    rows_of: dict[bytes, int] = {}  # BLAKE2b-128 of a text -> its row (texts themselves are not kept)
+    pending: list[str] = []
+    table = _Table(int(featurizer.dim))
+    who, pr, ch, rj = array("i"), array("q"), array("q"), array("q")
+    tg, wt = array("f"), array("f")
+    names: dict[str, int] = {}
+    memo = getattr(featurizer, "_memo", None)  # the hashed featurizer's n-gram memo (model/features.py)
+
+    def flush() -> None:
+        if not pending:
+            return
+        block = np.asarray(featurizer.encode(pending), dtype=np.float32).reshape(len(pending), featurizer.dim)
+        pending.clear()
+        if isinstance(memo, dict) and len(memo) > MEMO_LIMIT:
+            memo.clear()  # a million members' unique n-grams would hold ~0.5 GB; it is only a speed-up
+        table.add(block)
+
+    def row(t: str) -> int:
+        h = hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        r = rows_of.get(h)
+        if r is None:
+            r = rows_of[h] = len(rows_of)
+            pending.append(t)
+            if len(pending) >= encode_batch:
+                flush()
+        return r
+
+    for rec in records:
+        for p in pairs_from_records([rec]):
+            who.append(names.setdefault(p.contributor, len(names)))
+            pr.append(row(p.prompt))
+            ch.append(row(p.chosen))
+            rj.append(row(p.rejected))
+            tg.append(p.target)
+            wt.append(p.weight)
+    flush()
+    rows_of.clear()
+    feats = table.array()
+    W = np.frombuffer(who, dtype=np.int32)
+    N = len(names)
+    counts = np.bincount(W, minlength=N) if N else np.zeros(0, dtype=np.int64)
+    P = max(1, min(P_cap, int(counts.max()) if N else 1))
+    order = np.argsort(W, kind="stable")  # each person's pairs, in reading order
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    cols = [np.frombuffer(a, dtype=t) for a, t in ((pr, np.int64), (ch, np.int64), (rj, np.int64))]
+    T, Wt = np.frombuffer(tg, dtype=np.float32), np.frombuffer(wt, dtype=np.float32)
+    idx = np.zeros((3, N, P), dtype=np.int64)
+    tw = np.zeros((2, N, P), dtype=np.float32)
+    ids = list(names)
+    dropped = int(np.maximum(counts - P_cap, 0).sum())
+    slot = np.arange(len(W)) - np.repeat(starts[:-1], counts)  # position of each sorted pair within its person
+    keep = counts[W[order]] <= P  # people within the cap keep every pair, in order
+    sel, pos = order[keep], slot[keep]
+    people = W[sel]
+    for k in range(3):
+        idx[k, people, pos] = cols[k][sel]
+    tw[0, people, pos], tw[1, people, pos] = T[sel], Wt[sel]
+    for i in np.nonzero(counts > P)[0]:  # over the cap: each person's own subset (`select_pairs`)
+        mine = order[starts[i]:starts[i + 1]].tolist()
+        for j, m in enumerate(select_pairs(mine, P, ids[i], key, seed)):
+            idx[:, i, j] = (cols[0][m], cols[1][m], cols[2][m])
+            tw[:, i, j] = (T[m], Wt[m])
+    return ContributorTensors(torch.from_numpy(feats), torch.from_numpy(idx[0]), torch.from_numpy(idx[1]),
+                              torch.from_numpy(idx[2]), torch.from_numpy(tw[0]), torch.from_numpy(tw[1]), ids, dropped)

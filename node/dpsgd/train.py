@@ -50,6 +50,8 @@ from privacy.samplers import SecureUniform, gaussian_on_lattice
 
 __all__ = ["add_noise", "train_dp"]
 
+CHUNK_FLOATS = 1 << 24  # head-input floats per physical chunk of a Poisson batch (64 MB in float32)
+
 
 def add_noise(params: Iterable[nn.Parameter], noise_multiplier: float, max_grad_norm: float, rng: SecureUniform) -> None:
     """Replace each parameter's gradient (the SUM of clipped gradients) by its noised lattice release.
@@ -155,6 +157,7 @@ def train_dp(
 
                 it = tqdm(sampler, total=steps, desc="DP-SGD", unit="step")
             params = [p for p in head.parameters() if p.requires_grad]  # frozen weights get no noise and never move
+            chunk = max(1, CHUNK_FLOATS // max(1, 2 * data.max_pairs * head.input_dim))
             t0 = time.perf_counter()
             for batch in it:
                 ts = time.perf_counter()
@@ -168,12 +171,24 @@ def train_dp(
                     dp_opt.original_optimizer.step()
                     dp_opt.original_optimizer.zero_grad(set_to_none=True)
                     continue
-                loss = dp_crit(model(data.inputs(idx, head.combine)), data.target[idx], data.weight[idx])
-                loss.backward()
+                # the Poisson batch in physical chunks of bounded memory (a million members at q = 0.2 is
+                # 200,000 people a step): each person's gradient is clipped within its chunk and the
+                # clipped sums accumulate (Opacus' skip-step accumulation), then ONE noise draw per step
+                chunks = idx.split(chunk)
+                total = 0.0
+                for k, part in enumerate(chunks):
+                    if k < len(chunks) - 1:
+                        dp_opt.signal_skip_step(do_skip=True)
+                    loss = dp_crit(model(data.inputs(part, head.combine)), data.target[part], data.weight[part])
+                    loss.backward()
+                    total += float(loss.item())
+                    if k < len(chunks) - 1:
+                        dp_opt.pre_step()  # accumulates this chunk's clipped sum, skips the step
+                        dp_opt.zero_grad(set_to_none=True)  # keeps the accumulated sum
                 if dp_opt.pre_step():  # clip and sum (p.grad = sum of clipped gradients)
                     add_noise(params, z, C, noise_rng)
                     dp_opt.original_optimizer.step()
-                last = float(loss.item()) / len(idx)
+                last = total / len(idx)
                 n_pairs += int((data.weight[idx] > 0).sum())
                 n_contrib += len(idx)
                 if step_times is not None:

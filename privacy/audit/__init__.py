@@ -16,6 +16,7 @@ them in this order (read each module's docstring for what its checks catch):
   epsilon.py      claims:<node>, epsilon:<node>  the claims, against the independent recomputation
   policy.py       policy:<node>               what of the community's policy is checkable
   and last:
+  heads.py        head:<node>, node-head:<node>  the published ledger reaches the latest head the node signed
   lineage.py      lineage:<artifact>, rounds  every artifact and round traces to verified ledger entries,
                                               the rounds' DP-SGD parameters are their ledger events'
   statistics.py   statistics                  every statistics.json answer is its ledger event (noise,
@@ -33,26 +34,28 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from privacy.audit import epsilon, files, ledgers, lineage, manifest, policy, signatures, statistics
+from privacy.audit import epsilon, files, heads, ledgers, lineage, manifest, policy, signatures, statistics
 from privacy.audit.context import AuditContext, NodeContext, node_label, short
 from privacy.audit.result import EPSILON_TOLERANCE, FAIL, PASS, SKIP, WARN, AuditResult, Check, EntryAudit, NodeAudit
 
 BUNDLE_CHECKS = (signatures.check, files.check)  # after the manifest parsed
 NODE_CHECKS = (ledgers.check, epsilon.check, policy.check)  # per node, with ctx.node set
-FINAL_CHECKS = (lineage.check, statistics.check)  # once every ledger was read
+FINAL_CHECKS = (heads.check, lineage.check, statistics.check)  # once every ledger was read
 
 
 def verify_bundle(path, *, policies: dict | None = None, strict: bool = False, coordinator_key: bytes | None = None,
-                  trusted_nodes: set[str] | None = None) -> AuditResult:
+                  trusted_nodes: set[str] | None = None, node_heads: list | None = None) -> AuditResult:
     """Verify the bundle at `path`. `policies`: {node_id or name: policy.toml path} the auditor
     obtained elsewhere (bundle files policies/<node_id>.toml are used when present).
     `strict`: checks that cannot be made (SKIP) fail instead. `coordinator_key`: the coordinator's
-    published raw Ed25519 key, pinned. `trusted_nodes`: the node ids the auditor trusts, pinned."""
+    published raw Ed25519 key, pinned. `trusted_nodes`: the node ids the auditor trusts, pinned.
+    `node_heads`: [(where from, privacy.ledger_head.LedgerHead)] the auditor got from the nodes themselves."""
     t0 = time.perf_counter()
     root = Path(path)
     ctx = AuditContext(root=root, result=AuditResult(bundle=str(root)), policies=policies or {}, strict=strict,
                        coordinator_key=coordinator_key,
-                       trusted_nodes=None if trusted_nodes is None else set(trusted_nodes))
+                       trusted_nodes=None if trusted_nodes is None else set(trusted_nodes),
+                       node_heads=list(node_heads or []))
     manifest.check(ctx)
     if ctx.manifest is not None:
         for check in BUNDLE_CHECKS:

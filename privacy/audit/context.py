@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from privacy.audit.result import AuditResult, Check, NodeAudit
+from privacy.ledger_head import LedgerHead
 from protos import bundle_pb2, ledger_pb2
 
 
@@ -46,6 +47,8 @@ class AuditContext:
     manifest: bundle_pb2.BundleManifest | None = None  # set by the manifest check when it parses
     node: NodeContext | None = None  # the node the per-node checks are looking at
     exports: dict[str, ledger_pb2.LedgerExport | None] = field(default_factory=dict)  # node_id -> its ledger
+    node_heads: list[tuple[str, LedgerHead]] = field(default_factory=list)  # (where from, head) the auditor gave
+    bundle_heads: dict[str, LedgerHead] = field(default_factory=dict)  # node_id -> its verified heads/ file
 
     def add(self, name: str, status: str, message: str, node_id: str | None = None,
             problems: list[str] | None = None) -> None:

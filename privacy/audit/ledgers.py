@@ -85,7 +85,11 @@ def verify_ledger(
     except ValueError as e:
         return problems + [Problem("foreign_key", f"public key is not a raw 32-byte Ed25519 key: {e}")]
 
-    history = []
+    history: list = []
+    if recompute_epsilon:  # the node's accountant in one pass: the filter's running state (issue 16)
+        from privacy.accounting.filter import RunningHistory
+
+        history = RunningHistory()
     events_ok = True
     prev_hash = GENESIS_PREV_HASH
     prev_time = ""
@@ -142,12 +146,12 @@ def verify_ledger(
 def _reproduce_epsilon(b: ledger_pb2.LedgerEntryBody, history: list, i: int) -> list[Problem]:
     """The node's own accountant, rerun: the claim must be reproduced to float noise. Imported here, not at
     the top: the bundle auditor never calls it (it recomputes independently, privacy/audit/recompute.py)."""
-    from privacy.accounting import adaptive_epsilon, epsilon_of
+    from privacy.accounting import epsilon_of, state_report
 
     if not (0 < b.target_delta < 1):
         return [Problem("epsilon", f"seq {b.seq}: target_delta {b.target_delta} is not in (0, 1)", i)]
     # since issue 10 claims are the privacy filter's figure; older entries (no schedule) a PLD/RDP one
-    rep = adaptive_epsilon(history, b.target_delta) if b.schedule else epsilon_of(history, b.target_delta)
+    rep = state_report(history.state, b.target_delta) if b.schedule else epsilon_of(history, b.target_delta)  # type: ignore[attr-defined]
     claimed = b.claimed_epsilon
     tol = EPSILON_REL_TOL * max(1.0, abs(rep.epsilon))
     if math.isnan(claimed) or claimed < rep.epsilon - tol:

@@ -7,7 +7,11 @@ force, but not necessarily the policy text. So:
     auditor, e.g. obtained from the community): its hash must be the entries' policy_hash, its delta
     the declared delta, the declared delta at most its max_delta (without the text: at most the
     default ceiling 1e-5), the recomputed and claimed epsilon at most its epsilon_cap, DP-SGD entries
-    at or above its noise floor and at or below its sampling-rate ceiling, release kinds allowed;
+    at or above its noise floor and at or below its sampling-rate ceiling; and for EVERY kind (training,
+    each aggregate query, key discovery, their threshold tests; "query:<kind>" or "<kind>"): the kind
+    allowed, an aggregate release's own epsilon at most max_query_epsilon, each release preceded by its
+    noisy min_contributors test ("threshold:<kind>", same round; once per training plan) when the
+    policy's threshold is noisy, and an old entry's exact contributor count at least min_contributors;
   - otherwise the cap check is SKIP, saying why (`strict=True` turns SKIP into FAIL).
 Protects ARCHITECTURE.md invariant 3 (nodes enforce their own policy; the auditor checks it held).
 """
@@ -17,9 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from privacy.audit.context import AuditContext, first_and_more, short
+from privacy.audit.recompute import recompute_total
 from privacy.audit.result import EPSILON_TOLERANCE, FAIL, PASS, PLD_TOLERANCE, SKIP, WARN
 from privacy.events import EventError, dpsgd_params, event_from_proto
 from privacy.policy import Policy, PolicyError, load_policy
+from privacy.release import AGGREGATE_KINDS_EXEMPT, THRESHOLD_PREFIX
 from protos import bundle_pb2, ledger_pb2
 
 DEFAULT_MAX_DELTA = 1e-5  # privacy/policy.py's default max_delta: the ceiling without a policy text
@@ -59,8 +65,10 @@ def check(ctx: AuditContext) -> None:
         return
     na.epsilon_cap = policy.epsilon_cap
     h = policy.sha256()
+    thresholds, cache = _Thresholds(), dict[bytes, float | None]()
     for entry in entries:
-        _entry_problems(entry, policy, h, last=entry.body.seq == entries[-1].body.seq, pp=pp, warns=warns)
+        _entry_problems(entry, policy, h, last=entry.body.seq == entries[-1].body.seq, pp=pp, warns=warns,
+                        thresholds=thresholds, cache=cache)
     if policy.delta != node.delta:
         pp.append(f"declared delta {node.delta:g} is not the policy's {policy.delta:g}")
     if node.delta > policy.max_delta:
@@ -77,7 +85,7 @@ def check(ctx: AuditContext) -> None:
         ctx.add(name, WARN if warns else PASS,
                 f"within cap {policy.epsilon_cap:g} at delta {policy.delta:g} (policy {short(h)}): "
                 f"claimed {node.claimed_epsilon:.4f}, recomputed {na.recomputed_epsilon or 0:.4f}; "
-                "DP-SGD floors and allowed kinds hold", node.node_id, warns)
+                "every kind's rules hold (allowed kinds, per-query cap, min_contributors tests, DP-SGD floors)", node.node_id, warns)
 
 
 def find_policy(root: Path, node: bundle_pb2.BundleNode, policies: dict) -> Path | None:
@@ -89,19 +97,80 @@ def find_policy(root: Path, node: bundle_pb2.BundleNode, policies: dict) -> Path
     return p if p.exists() else None
 
 
+def _base_kind(kind: str) -> str:
+    """The policy's name of a ledger release kind: "query:coverage" and "coverage" are both "coverage";
+    a noisy threshold test "threshold:<kind>" belongs to <kind>."""
+    kind = kind.split(":", 1)[1] if kind.startswith(THRESHOLD_PREFIX) else kind
+    return kind.split(":", 1)[1] if kind.startswith("query:") else kind
+
+
+def _own_epsilon(body: ledger_pb2.LedgerEntryBody, delta: float, cache: dict) -> float | None:
+    """The entry's own epsilon at `delta` (as the release gate computed it), memoised per event; None if invalid."""
+    key = body.event.SerializeToString(deterministic=True)
+    if key not in cache:
+        try:
+            event_from_proto(body.event)  # validates; the figure is the auditor's own recomputation (dp_accounting)
+            cache[key] = min(recompute_total([body.event], delta))
+        except (EventError, ValueError, TypeError, NotImplementedError):
+            cache[key] = None  # an invalid event already FAILs the epsilon check
+    return cache[key]
+
+
+class _Thresholds:
+    """The noisy min_contributors tests seen so far, by (kind, round id), each usable by one release."""
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, str], int] = {}
+        self.plans: set[str] = set()
+
+    def see(self, b: ledger_pb2.LedgerEntryBody, policy: Policy, pp: list[str]) -> None:
+        kind = _base_kind(b.release_kind)
+        if b.release_kind.startswith(THRESHOLD_PREFIX):
+            self.open[(kind, b.round_id)] = self.open.get((kind, b.round_id), 0) + 1
+            return
+        if b.contributors and b.contributors < policy.min_contributors:  # an old entry's exact count
+            pp.append(f"seq {b.seq}: {kind} released with {b.contributors} contributors, under the policy's "
+                      f"min_contributors {policy.min_contributors}")
+        if policy.min_contributors_noise <= 0 or not b.schedule:
+            return  # an exact threshold leaves no entry; a ledger from before issue 10 has none
+        if kind == "train":  # one test per plan, before its first release (at its first round, or at the round
+            # whose release a crash or refusal cut short: any round of the same federation)
+            if b.plan_id in self.plans:
+                return
+            self.plans.add(b.plan_id)
+            fed = b.round_id.rsplit("/", 1)[0]
+            if any(k == "train" and r.rsplit("/", 1)[0] == fed for k, r in self.open):
+                return
+        if self.open.get((kind, b.round_id), 0) > 0:
+            self.open[(kind, b.round_id)] -= 1
+        else:
+            pp.append(f"seq {b.seq}: {kind} released without its noisy min_contributors test (no "
+                      f"{THRESHOLD_PREFIX}{kind} entry for round {b.round_id!r}; policy rule min_contributors)")
+
+
 def _entry_problems(e: ledger_pb2.LedgerEntry, policy: Policy, h: str, *, last: bool,
-                    pp: list[str], warns: list[str]) -> None:
+                    pp: list[str], warns: list[str], thresholds: _Thresholds, cache: dict) -> None:
+    """Every policy rule on one entry, for every kind (training, every aggregate query, key discovery and
+    their threshold tests): allowed_releases, epsilon_cap, max_query_epsilon, min_contributors, and
+    DP-SGD's noise floor and sampling-rate ceiling."""
     b = e.body
     if b.policy_hash and b.policy_hash != h:
         (pp if last else warns).append(
             f"seq {b.seq}: entry's policy_hash {short(b.policy_hash)} is not the given policy's {short(h)}")
-    if b.release_kind == "train" or b.release_kind.startswith("query:"):
-        kind = "train" if b.release_kind == "train" else b.release_kind.split(":", 1)[1]
-        if kind not in policy.allowed_releases:
-            pp.append(f"seq {b.seq}: release kind {kind!r} is not allowed by the policy")
+    kind = _base_kind(b.release_kind)
+    if kind not in policy.allowed_releases:
+        pp.append(f"seq {b.seq}: release kind {kind!r} is not allowed by the policy (policy rule allowed_releases)")
     if b.claimed_epsilon > policy.epsilon_cap * (1 + 1e-12):
         pp.append(f"seq {b.seq}: claimed epsilon {b.claimed_epsilon:.6g} exceeds the cap {policy.epsilon_cap:g}")
-    if b.release_kind != "train":
+    thresholds.see(b, policy, pp)
+    if b.release_kind.startswith(THRESHOLD_PREFIX):
+        return
+    if kind not in AGGREGATE_KINDS_EXEMPT:
+        own = _own_epsilon(b, policy.delta, cache)
+        if own is not None and own > policy.max_query_epsilon * (1 + PLD_TOLERANCE):
+            pp.append(f"seq {b.seq}: {kind} cost epsilon {own:.6g} on its own, above the policy's "
+                      f"max_query_epsilon {policy.max_query_epsilon:g}")
+    if kind != "train":
         return
     try:
         sgd = dpsgd_params(event_from_proto(b.event))

@@ -5,8 +5,9 @@
                       the manifest names; pinned (`coordinator_key`), it must be that key. Unpinned, a
                       valid signature is a WARN (FAIL with `strict`): integrity since signing, not who.
   nodes:trusted       pinned node ids (`trusted_nodes`, node id = SHA-256 of the ledger key): every
-                      node in the bundle is one of them; a pinned node missing is a WARN; unpinned, a
-                      WARN (FAIL with `strict`).
+                      node in the bundle is one of them, and every one of them is in the bundle (a
+                      pinned node missing FAILs: a coordinator could drop a node whose update is in
+                      the model, issue 15); unpinned, a WARN (FAIL with `strict`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _check_trust(ctx: AuditContext) -> None:
     if unknown:
         ctx.add("nodes:trusted", FAIL, f"{len(unknown)} unpinned node(s): {unknown[0]}", problems=unknown)
     elif missing:
-        ctx.add("nodes:trusted", WARN, f"{len(missing)} pinned node(s) took no part: "
-                + ", ".join(short(m) for m in missing), problems=missing)
+        ctx.add("nodes:trusted", FAIL, f"{len(missing)} pinned node(s) are missing from the bundle (dropped, or took "
+                "no part): " + ", ".join(short(m) for m in missing), problems=missing)
     else:
         ctx.add("nodes:trusted", PASS, f"all {len(present)} node(s) are among the {len(trusted)} you pinned")

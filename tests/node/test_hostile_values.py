@@ -5,12 +5,13 @@ import json
 import math
 import time
 
+import numpy as np
 import pytest
 
 from node.planning import quote_request
 from node.queries import answer_query
 from node.releases import open_gate
-from node.training import TrainRequest  # noqa: F401  (imported here so that the timings below exclude imports)
+from node.training import TrainingRefused, TrainRequest  # noqa: F401  (imported here so that the timings exclude imports)
 from privacy.accounting import AccountingError
 from privacy.accounting.calibration import discrete_gaussian_sigma_for
 from privacy.policy import Policy, PolicyError
@@ -85,3 +86,121 @@ def test_calibration_refuses_noise_above_the_ceiling():
     with pytest.raises(AccountingError, match="1e-06"):
         discrete_gaussian_sigma_for(1e-6, 1e-6)
     assert time.monotonic() - t < 1.0 and math.isfinite(discrete_gaussian_sigma_for(0.01, 1e-6))
+
+
+# --- every hostile value of issue 15 item 5, through the node's own entry points (one table) -------------------
+
+HASHED = {"name": "hashed-ngram", "dim": 16}
+HEAD = {"type": "mlp", "in_dim": 16, "hidden": 4, "combine": "r_pr"}
+N_PARAMS = 32 * 4 + 4 + 4 + 1
+
+
+def _train_cfg(**over):
+    cfg = {"federation_id": "f", "round": 1, "rounds": 1, "local_steps": 5, "epsilon": 1.0, "sampling_rate": 0.1,
+           "featurizer": json.dumps(HASHED), "head": json.dumps(HEAD)}
+    cfg.update(over)
+    return cfg
+
+
+def _vec(n=N_PARAMS, fill=0.0):
+    return [np.full(n, fill, dtype=np.float32)]
+
+
+def _query(name, epsilon=0.5, **params):
+    return query_pb2.Query(name=name, params={k: json.dumps(v) for k, v in params.items()}, epsilon=epsilon,
+                           round_id="r").SerializeToString()
+
+
+MODELS_2000 = [f"m{i}" for i in range(2000)]
+HOSTILE = [  # (entry point, payload, field the refusal must name)
+    ("query", _query("battle_counts", 1e-300, models=["a", "b"]), "epsilon"),
+    ("query", _query("battle_counts", 1e-3, models=["a", "b"]), "min_query_epsilon"),
+    ("query", _query("coverage", 1e-3, languages=["en"]), "min_query_epsilon"),
+    ("query", _query("thumbs_rates", float("nan"), models=["a"]), "epsilon"),
+    ("query", _query("rating_histogram", -1.0, dimensions=["x"]), "epsilon"),
+    ("query", _query("implicit_feedback", float("inf")), "epsilon"),
+    ("query", _query("discover_keys", 1e-300, key=["model"]), "epsilon"),
+    ("query", _query("discover_keys", 1e-3, key=["model"]), "min_query_epsilon"),
+    ("query", _query("battle_counts", 0.5, models=MODELS_2000), "max_models"),
+    ("query", _query("thumbs_rates", 0.5, models=MODELS_2000), "max_models"),
+    ("query", _query("battle_counts", 0.5, models=MODELS_2000[:99]), "max_release_cells"),
+    ("query", b"\xff\xfe garbage \x00\x01", "query"),
+    ("query", b"", "query"),
+    ("query", "not bytes", "query"),
+    ("train", (_train_cfg(local_steps=2e6), _vec()), "local_steps"),
+    ("train", (_train_cfg(rounds=0), _vec()), "rounds"),
+    ("train", (_train_cfg(rounds=10_000), _vec()), "rounds"),
+    ("train", (_train_cfg(round=6), _vec()), "round"),
+    ("train", (_train_cfg(epsilon="8"), _vec()), "epsilon"),
+    ("train", (_train_cfg(epsilon=float("nan")), _vec()), "epsilon"),
+    ("train", (_train_cfg(sampling_rate=0), _vec()), "sampling_rate"),
+    ("train", (_train_cfg(sampling_rate=-0.5), _vec()), "sampling_rate"),
+    ("train", (_train_cfg(max_pairs_per_contributor=0), _vec()), "max_pairs_per_contributor"),
+    ("train", (_train_cfg(lr=float("inf")), _vec()), "lr"),
+    ("train", (_train_cfg(featurizer=json.dumps({**HASHED, "dim": 10**9})), _vec()), "featurizer.dim"),
+    ("train", (_train_cfg(featurizer="{not json"), _vec()), "featurizer"),
+    ("train", (_train_cfg(featurizer=json.dumps({"name": "evil"})), _vec()), "featurizer.name"),
+    ("train", (_train_cfg(head=json.dumps({**HEAD, "hidden": 10**8})), _vec()), "head.hidden"),
+    ("train", (_train_cfg(head=json.dumps({**HEAD, "in_dim": 17})), _vec()), "head.in_dim"),
+    ("train", (_train_cfg(), _vec(fill=float("nan"))), "arrays"),
+    ("train", (_train_cfg(), _vec(fill=float("inf"))), "arrays"),
+    ("train", (_train_cfg(), _vec(n=N_PARAMS + 1)), "arrays"),
+    ("train", (_train_cfg(), []), "arrays"),
+    ("plan", {"queries": [["coverage", 1e-300]]}, "epsilon"),
+    ("plan", {"queries": [["coverage", "8"]]}, "epsilon"),
+    ("plan", {"train": {**TRAIN, "local_steps": 2e6}}, "local_steps"),
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_node(tmp_path_factory):
+    nd, store = _node(tmp_path_factory.mktemp("hostile"))
+    yield nd, store
+    store.close()
+
+
+@pytest.mark.parametrize("entry, payload, field", HOSTILE, ids=[f"{e}-{f}-{i}" for i, (e, _, f) in enumerate(HOSTILE)])
+def test_every_hostile_value_is_refused_by_rule_fast_and_free(hostile_node, entry, payload, field):
+    """Refused (never a traceback), the field named, within a second, the ledger and the budget unchanged."""
+    from node.queries import parse_query
+    from node.training import train_round
+    from privacy.release import PolicyViolation
+
+    nd, store = hostile_node
+    gate = open_gate(nd, store)
+    before, spent = len(gate.ledger.events()), gate.spent_epsilon()
+    t = time.monotonic()
+    with pytest.raises((QueryError, PolicyViolation, TrainingRefused)) as e:
+        if entry == "query":
+            answer_query(nd, store, parse_query(payload))
+        elif entry == "train":
+            train_round(nd, store, *payload)
+        else:
+            quote_request(nd.policy(), gate.ledger.events(), json.dumps(payload))
+    assert time.monotonic() - t < 1.0, f"{entry} {field}: refused after {time.monotonic() - t:.2f} s"
+    assert field in str(e.value)
+    gate = open_gate(nd, store)
+    assert len(gate.ledger.events()) == before and gate.spent_epsilon() == spent
+
+
+def test_a_node_holds_the_coordinator_to_its_plan(tmp_path):
+    """Six rounds on a plan for one: the first is trained and charged, the next five are refused
+    (naming the plan) with nothing spent; rounds=0 is refused before anything is spent."""
+    from node.training import train_round
+
+    nd, store = _node(tmp_path)
+    try:
+        with pytest.raises(TrainingRefused, match="rounds"):
+            train_round(nd, store, _train_cfg(rounds=0), _vec())
+        assert len(open_gate(nd, store).ledger.events()) == 0
+        _, plan, rel = train_round(nd, store, _train_cfg(), _vec())
+        assert plan.rounds == 1 and not rel.cached
+        gate = open_gate(nd, store)
+        n, spent = len(gate.ledger.events()), gate.spent_epsilon()
+        for r in range(2, 7):
+            with pytest.raises(TrainingRefused, match="round"):
+                train_round(nd, store, _train_cfg(round=r, rounds=6), _vec())
+        gate = open_gate(nd, store)
+        assert len(gate.ledger.events()) == n and gate.spent_epsilon() == spent
+    finally:
+        store.close()

@@ -18,3 +18,46 @@ def test_cap_and_build_from_pairs():
     assert pooled.n_contributors == 5 and pooled.max_pairs == 4 and pooled.n_pairs == 16
     x = pooled.inputs(torch.tensor([0, 4]), "r_pr")
     assert x.shape == (2, 8, 64)
+
+
+def test_streaming_build_is_the_list_build_in_bounded_memory():
+    """`stream_contributor_tensors` (records read once, compact arrays) gives the list path's tensors:
+    same people in the same order, the same kept pairs (each person's own keyed subset), the same features;
+    P shrinks to the most pairs anyone keeps (padding has zero weight), a large table is kept in float16."""
+    import numpy as np
+
+    from node.dpsgd.data import stream_contributor_tensors
+    from node.pairs import pairs_from_records
+    from node.schema import Feedback, Message, Record, Response
+
+    def rec(i):
+        fbs = [Feedback("pairwise", f"u{(i + j) % 7}", {"a": 0, "b": 1, "outcome": "ab"[j % 2], "strength": 1.0})
+               for j in range(1 + i % 3)]
+        return Record("t", f"k{i}", [Message("user", f"prompt {i % 5}")], [Response(f"good {i}", "m1"),
+                                                                            Response(f"bad {i % 4}", "m2")], fbs)
+
+    records = [rec(i) for i in range(40)]
+    feats, key = HashedNgramFeaturizer(dim=32), b"k" * 32
+    old = build_contributor_tensors(pairs_from_records(records), feats, 4, key=key)
+    new = stream_contributor_tensors(iter(records), feats, 4, key=key, encode_batch=7)
+    assert new.contributors == old.contributors and new.dropped_pairs == old.dropped_pairs
+    assert new.n_pairs == old.n_pairs and new.max_pairs <= old.max_pairs
+    for i in range(old.n_contributors):
+        def kept(d, i=i):
+            m = d.weight[i] > 0
+            return sorted(zip(d.features[d.prompt[i][m]].tolist(), d.features[d.chosen[i][m]].tolist(),
+                              d.features[d.rejected[i][m]].tolist(), d.target[i][m].tolist()))
+        assert kept(new) == kept(old)
+    one = stream_contributor_tensors(iter(records[:1]), feats, 4)
+    assert one.max_pairs == 1 and one.features.dtype == torch.float32
+    import node.dpsgd.data as data_mod
+
+    small, data_mod.COMPACT_TABLE_BYTES = data_mod.COMPACT_TABLE_BYTES, 0
+    try:
+        half = stream_contributor_tensors(iter(records), feats, 4, key=key)
+    finally:
+        data_mod.COMPACT_TABLE_BYTES = small
+    assert half.features.dtype == torch.float16
+    idx = torch.arange(half.n_contributors)
+    x, y = half.inputs(idx, "r_pr"), new.inputs(idx, "r_pr")
+    assert x.dtype == torch.float32 and np.allclose(x.numpy(), y.numpy(), atol=2e-3)

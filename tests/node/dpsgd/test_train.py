@@ -178,3 +178,29 @@ def test_frozen_parameters_get_no_noise_and_never_move():
         train_dp(head, data, noise_multiplier=1.0, max_grad_norm=0.1, sampling_probability=q, steps=5, lr=0.1,
                  optimizer="sgd", noise_seed=1, sampling_seed=1)
         assert torch.equal(head.fc1.weight, frozen)
+
+
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+def test_a_poisson_batch_in_physical_chunks_is_one_step(monkeypatch, mode):
+    """A large Poisson batch is processed in bounded chunks (node/dpsgd/train.py CHUNK_FLOATS): each person
+    still clipped once, the clipped sums accumulated, one noise draw: the same update as one chunk."""
+    import node.dpsgd.train as train_mod
+
+    torch.manual_seed(0)
+    data = random_data(7, [50, 1, 3, 20, 2, 9, 4], dim=16)
+    head = RewardHead(16, hidden=8)
+    C, lr = 0.05, 1.0
+    ref, _ = manual_clipped_sum(head, data, C)
+    before = torch.from_numpy(state_to_vector(head))
+    monkeypatch.setattr(train_mod, "CHUNK_FLOATS", 1)  # one person per chunk
+    train_dp(head, data, noise_multiplier=0.0, max_grad_norm=C, sampling_probability=1.0, steps=1, lr=lr,
+             optimizer="sgd", grad_sample_mode=mode, sampling_seed=0)
+    delta = torch.from_numpy(state_to_vector(head)) - before
+    torch.testing.assert_close(delta, -lr * ref / 7, rtol=1e-4, atol=1e-6)
+    noisy = RewardHead(16, hidden=8)  # and with noise: one draw per step, whatever the chunking
+    calls = []
+    real = train_mod.add_noise
+    monkeypatch.setattr(train_mod, "add_noise", lambda *a: calls.append(1) or real(*a))
+    train_dp(noisy, data, noise_multiplier=1.0, max_grad_norm=C, sampling_probability=1.0, steps=3, lr=lr,
+             grad_sample_mode=mode, sampling_seed=0, noise_seed=0)
+    assert len(calls) == 3

@@ -38,7 +38,7 @@ def chromium_exe():
 def test_report_renders_in_chromium(federation, tmp_path, chromium_exe):
     bundle, nodes = federation
     out = tmp_path / "report.html"
-    r = CliRunner().invoke(cli, ["audit", "report", str(bundle), "--out", str(out)])
+    r = CliRunner().invoke(cli, ["audit", "report", str(bundle), "--out", str(out), "--allow-unpinned"])
     assert r.exit_code == 0, r.output
     page = out.read_text()
     assert not re.search(r"""(src|href)=["']https?:""", page)  # self-contained: nothing fetched
@@ -75,7 +75,7 @@ def test_report_of_tampered_bundle_shows_fail(bundle, tmp_path, chromium_exe):
     p = bundle / "model" / "model.safetensors"
     p.write_bytes(p.read_bytes()[:-10] + bytes(10))
     out = tmp_path / "report.html"
-    r = CliRunner().invoke(cli, ["audit", "report", str(bundle), "--out", str(out)])
+    r = CliRunner().invoke(cli, ["audit", "report", str(bundle), "--out", str(out), "--allow-unpinned"])
     assert r.exit_code == 1 and "NOT VERIFIED" in r.output
     text = chromium(chromium_exe, tmp_path, "--dump-dom", out.as_uri()).stdout
     assert "NOT VERIFIED" in text and ">FAIL<" in text and "model/model.safetensors" in text and "was changed" in text

@@ -105,11 +105,11 @@ def test_recomputed_epsilon_over_the_cap_fails(tmp_path):
     final = led.export().entries[-1].body.claimed_epsilon
     # a cap 0.5% below what the events cost (the old 1% tolerance let this pass); the node's claims are
     # honest, the policy file says otherwise
-    policy = Policy(community="t", epsilon_cap=final * (1 - 0.005), delta=DELTA)
+    policy = Policy(community="t", epsilon_cap=final * (1 - 0.005), delta=DELTA, min_contributors_noise=0.0)
     led2, _ = ledger_of(policy=policy)
     c = audit(led2.export(), tmp_path, policy)["policy"]
     assert c.status == FAIL and "exceeds the cap" in c.message
-    ok = Policy(community="t", epsilon_cap=final * (1 + 1e-6), delta=DELTA)
+    ok = Policy(community="t", epsilon_cap=final * (1 + 1e-6), delta=DELTA, min_contributors_noise=0.0)  # no tests in this ledger
     led3, _ = ledger_of(policy=ok)
     assert audit(led3.export(), tmp_path, ok)["policy"].status in (PASS, WARN)
 
@@ -120,7 +120,7 @@ def test_a_delta_above_the_ceiling_fails(tmp_path):
     led, _ = ledger_of()
     c = audit(led.export(), tmp_path, delta=1e-4)["policy"]  # no policy text: the default ceiling 1e-5
     assert c.status == FAIL and "above the default ceiling" in c.message
-    high = Policy(community="t", delta=5e-5, max_delta=1e-4)  # a ceiling the community raised explicitly
+    high = Policy(community="t", delta=5e-5, max_delta=1e-4, min_contributors_noise=0.0)  # a ceiling the community raised explicitly
     led2, _ = ledger_of(policy=high)
     c = audit(led2.export(), tmp_path, high, delta=5e-5)["policy"]
     assert c.status == WARN and "above the default" in " ".join(c.problems)
