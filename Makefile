@@ -26,11 +26,12 @@ test: $(STAMP) browser
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-# Debian's chromium renders the audit report in a test; installed when missing and we are root.
+# Debian's chromium renders the audit report, and drives the node service's pages through chromium-driver
+# (Selenium), in tests; both installed when missing and we are root.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
-	  echo "chromium is not installed: the report-rendering test will be skipped"
+	@{ command -v chromium && command -v chromedriver ; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) ; } || \
+	  echo "chromium or chromium-driver is not installed: the browser tests will be skipped"
 
 protos: $(STAMP)
 	$(BIN)/python -m protos.build

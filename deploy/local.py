@@ -20,11 +20,26 @@ What it does, in order:
 3. a Flower config (`$FLWR_HOME/config.toml`, under the workdir, never ~/.flwr) naming that SuperLink
    and its CA, and `flwr supernode register DIR/keys/supernode_ec.pub` for every node;
 4. `flower-supernode --root-certificates ca.crt --auth-supernode-private-key DIR/keys/supernode_ec
-   --node-config 'node-dir="DIR"'` for every node, each with its own FLWR_HOME and Runtime API port;
+   --node-config 'node-dir="DIR"'` for every node, each with its own FLWR_HOME and Runtime API port
+   (run as `python -m deploy.supernode`, Flower's SuperNode with its fixed 3 s idle wait capped);
 5. `flwr run deploy/app cairn-local --run-config ...`, then polls `flwr list` until the run finishes;
 6. stops every process it started (SIGTERM to each one's process group, then SIGKILL), also on error.
 
-Every process gets FLWR_TELEMETRY_ENABLED=0 and offline Hugging Face settings.
+Every process gets FLWR_TELEMETRY_ENABLED=0, FLWR_DISABLE_UPDATE_CHECK=1 and offline Hugging Face settings.
+
+Polling (issue 16: rounds in seconds). A message exchange on the Deployment Engine is paced by polls:
+the coordinator's Grid pulls replies every 3 s (coordinator/polling.py: every <= 0.5 s instead), each
+SuperNode pulls the SuperLink every 3 s when idle and checks its ClientApp's reply every 0.5 s
+(deploy/supernode.py: 0.5 s idle, $CAIRN_SUPERNODE_POLL, and 0.1 s for the reply), and each
+SuperExec (the SuperLink's, which starts the ServerApp, and every SuperNode's, which starts a
+ClientApp process per message) polls for tasks every 1 s ($FLWR_SUPEREXEC_TASK_POLL_INTERVAL,
+Flower's own setting: 0.25 s here). Shorter waits cost CPU on a small machine: idle, the loopback
+deployment of 3 SuperNodes uses 0.07 cores with Flower's waits, 0.14 with these, 0.29 at 0.25 s
+idle / 0.1 s SuperExec polls. `FAST_POLLING` holds these values; `LocalDeployment(..., flower_polling=True)` (or
+`--flower-polling`) runs with Flower's own waits instead, to measure what they cost.
+Every message also starts a ClientApp process: here each is forked from a SuperExec that imported the
+ClientApp and torch once (`WARM_CLIENTAPP`, deploy/superexec.py); `warm_clientapp=False`
+(`--cold-clientapp`) starts a fresh `flwr-clientapp` per message, as Flower does.
 """
 
 from __future__ import annotations
@@ -47,6 +62,21 @@ from deploy.certs import CertPaths, generate
 from model.presets import PRESETS, preset_config
 
 DEPLOY_DIR = Path(__file__).resolve().parent
+# Every interval Flower lets a deployment set, plus the two waits deploy/supernode.py and
+# coordinator/polling.py shorten (see the module docstring). Flower's heartbeat (30 s) is a constant.
+FAST_POLLING = {
+    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.25",  # Flower: 1 s (SuperExec: new ServerApp / ClientApp tasks)
+    "CAIRN_SUPERNODE_POLL": "0.5",                 # Flower: 3 s idle (reply waits 0.5 s -> 0.1 s; deploy/supernode.py)
+    "CAIRN_GRID_PULL_INTERVAL": "0.5",            # Flower: 3 s (the ServerApp's Grid; coordinator/polling.py)
+}
+# ClientApp processes forked from a SuperExec that imported these once (deploy/superexec.py), instead of
+# a fresh interpreter importing Flower, the ClientApp and torch for every message.
+WARM_CLIENTAPP = {"CAIRN_WARM_CLIENTAPP": "node.client_app,node.releases,node.training"}
+FLOWER_POLLING = {  # Flower's own waits: what a deployment gets without any of the above
+    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "1.0",
+    "CAIRN_SUPERNODE_POLL": "3.0",
+    "CAIRN_GRID_PULL_INTERVAL": "3.0",
+}
 APP_DIR = DEPLOY_DIR / "app"
 CONNECTION = "cairn-local"
 
@@ -169,6 +199,8 @@ class LocalDeployment:
         bin_dir: Path | str | None = None,
         env: dict[str, str] | None = None,
         ready_timeout: float = 60.0,
+        flower_polling: bool = False,
+        warm_clientapp: bool = True,
     ):
         self.node_dirs = [Path(d).resolve() for d in node_dirs]
         for d in self.node_dirs:
@@ -179,6 +211,8 @@ class LocalDeployment:
         # The venv's bin: flower-superlink, flower-supernode, flwr, and the flwr-serverapp /
         # flwr-clientapp / flower-superexec executables the servers spawn.
         self.bin_dir = Path(bin_dir) if bin_dir else Path(sys.executable).parent
+        self.polling = dict(FLOWER_POLLING if flower_polling else FAST_POLLING)
+        self.polling.update(WARM_CLIENTAPP if warm_clientapp else {"CAIRN_WARM_CLIENTAPP": ""})
         self.extra_env = dict(env or {})
         self.ready_timeout = ready_timeout
         self.logs = self.workdir / "logs"
@@ -186,9 +220,11 @@ class LocalDeployment:
         self.port: int | None = None
         self.superlink: Proc | None = None
         self.supernodes: dict[Path, Proc] = {}
+        self._key_files: dict[str, object] = {}  # SuperNode name -> unsealed key file (node/keys.py), until it connects
         self.registered: dict[Path, str] = {}  # node dir -> Flower node id
         self._procs: list[Proc] = []
         self._submitted = 0
+        self.killed: set[Path] = set()  # node dirs whose SuperNode kill_supernode() killed (a dropout)
 
     # --- environment -------------------------------------------------------------------------
 
@@ -209,6 +245,8 @@ class LocalDeployment:
             "TRANSFORMERS_OFFLINE": "1",
             "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",  # no call to Flower's update service (nothing leaves but the federation)
+            **self.polling,
         })
         env.update(self.extra_env)
         return env
@@ -296,7 +334,7 @@ class LocalDeployment:
         raise DeploymentError(f"SuperLink not listening on {self.address} after {self.ready_timeout}s:\n{_tail(self.superlink.log)}")
 
     def write_flower_config(self) -> Path:
-        """The `flwr` CLI's SuperLink connection (Flower 1.41 reads it from $FLWR_HOME/config.toml)."""
+        """The `flwr` CLI's SuperLink connection (Flower 1.41+ reads it from $FLWR_HOME/config.toml)."""
         assert self.certs is not None
         self.cli_home.mkdir(parents=True, exist_ok=True)
         path = self.cli_home / "config.toml"
@@ -326,10 +364,10 @@ class LocalDeployment:
         node_dir = Path(node_dir).resolve()
         name = name or f"supernode-{node_dir.name}"
         argv = [
-            self._exe("flower-supernode"),
+            self._exe("python"), "-m", "deploy.supernode",  # flower-supernode, its polling waits capped
             "--superlink", self.address,
             "--root-certificates", str(self.certs.ca_cert),
-            "--auth-supernode-private-key", str(private_key or node_dir / "keys" / "supernode_ec"),
+            "--auth-supernode-private-key", str(private_key or self._unsealed_key(node_dir, name)),
             "--node-config", f"node-dir={_toml_str(node_dir)}",
             "--host", "127.0.0.1", "--port", str(free_port()),
         ]
@@ -337,22 +375,57 @@ class LocalDeployment:
         self.supernodes[node_dir] = proc
         return proc
 
+    def _unsealed_key(self, node_dir: Path, name: str) -> Path:
+        """The node's SuperNode key as a plain file (a passphrase node's is sealed: a 0600 copy that
+        `wait_supernode` or `stop` removes once the SuperNode has read it; node/node_dir.py)."""
+        from node.keys import SUPERNODE_KEY, is_sealed
+        from node.node_dir import NodeDir
+
+        if not is_sealed(node_dir / "keys" / SUPERNODE_KEY):
+            return node_dir / "keys" / SUPERNODE_KEY
+        ctx = NodeDir(node_dir).supernode_key_file()
+        path = ctx.__enter__()
+        self._key_files[name] = ctx
+        return path
+
+    def _drop_key_file(self, name: str) -> None:
+        ctx = self._key_files.pop(name, None)
+        if ctx is not None:
+            ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
+
     def wait_supernode(self, proc: Proc, timeout: float | None = None) -> str:
         """Wait until the SuperNode has activated with the SuperLink; returns its Flower node id."""
         deadline = time.monotonic() + (timeout or self.ready_timeout)
         while time.monotonic() < deadline:
             m = re.search(r"SuperNode ID: (\d+)", proc.log.read_text(errors="replace"))
             if m:
+                self._drop_key_file(proc.name)  # authenticated: the key is in its memory now
                 return m.group(1)
             if not proc.alive():
                 raise DeploymentError(f"{proc.name} exited ({proc.popen.returncode}):\n{_tail(proc.log)}")
             time.sleep(0.2)
         raise DeploymentError(f"{proc.name} did not connect within {timeout or self.ready_timeout}s:\n{_tail(proc.log)}")
 
+    def kill_supernode(self, node_dir: Path | str) -> int:
+        """A community dropping out: SIGKILL its SuperNode's process group (the SuperNode, its SuperExec
+        and any ClientApp running), with no goodbye to the SuperLink. A run then goes on without it
+        (`wait` no longer treats its death as the deployment's failure). Returns the SuperNode's pid."""
+        node_dir = Path(node_dir).resolve()
+        proc = self.supernodes[node_dir]
+        self.killed.add(node_dir)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.popen.wait(timeout=10)
+        return proc.pid
+
     def stop(self) -> None:
         """Stop every process this deployment started: SuperNodes first, then the SuperLink."""
         for proc in reversed(self._procs):
             proc.stop()
+        for name in list(self._key_files):
+            self._drop_key_file(name)
 
     # --- runs --------------------------------------------------------------------------------
 
@@ -381,7 +454,8 @@ class LocalDeployment:
         raise DeploymentError(f"run {run_id} not listed by the SuperLink: {runs}")
 
     def _check_servers(self, run_id: str) -> None:
-        for p in [self.superlink, *(self.supernodes[d] for d in self.node_dirs if d in self.supernodes)]:
+        for p in [self.superlink, *(self.supernodes[d] for d in self.node_dirs
+                                    if d in self.supernodes and d not in self.killed)]:
             if p is not None and not p.alive():
                 raise DeploymentError(f"{p.name} died during run {run_id} ({p.popen.returncode}):\n{_tail(p.log)}")
 
@@ -462,6 +536,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-config", action="append", default=[], metavar="K=V",
                    help="further run-config values (TOML), e.g. 'local-steps=10' 'epsilon=3.0'")
     p.add_argument("--timeout", type=float, default=1800.0)
+    p.add_argument("--flower-polling", action="store_true",
+                   help="Flower's own polling waits (3 s idle SuperNode, 3 s Grid pulls, 1 s SuperExec), to compare")
+    p.add_argument("--cold-clientapp", action="store_true",
+                   help="a fresh flwr-clientapp process per message (Flower's default) instead of forks of a warm one")
     a = p.parse_args(argv)
 
     extra: dict = {}
@@ -471,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         extra.update(tomllib.loads(item))
     workdir = a.workdir or Path(tempfile.mkdtemp(prefix="cairn-deploy-"))
     t0 = time.monotonic()
-    with LocalDeployment(a.node_dirs, workdir) as dep:
+    with LocalDeployment(a.node_dirs, workdir, flower_polling=a.flower_polling, warm_clientapp=not a.cold_clientapp) as dep:
         up = time.monotonic() - t0
         print(f"SuperLink {dep.address} (TLS, SuperNode auth); {len(dep.supernodes)} SuperNodes up in {up:.1f}s; "
               f"logs in {dep.logs}", flush=True)

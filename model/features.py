@@ -158,15 +158,19 @@ class MiniLMFeaturizer:
 
     Never downloads: HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE are set before the model loads and the
     model is read from the package's own directory. Long inputs are truncated by the model to its
-    `max_seq_length` (256 word pieces).
+    `max_seq_length` (256 word pieces). `backend`: "torch" (sentence-transformers), "onnx" or
+    "onnx-int8" (ONNX Runtime, model/onnx_minilm.py); None picks the fastest one installed
+    (`model.onnx_minilm.backend`). The backend is not part of `config()`: the embeddings agree.
     """
 
     name = "all-MiniLM-L6-v2"
     dim = 384
 
     def __init__(self, batch_size: int = 64, device: str = "cpu", progress: bool | None = None,
-                 max_seq_length: int | None = None):
+                 max_seq_length: int | None = None, backend: str | None = None):
         self.batch_size = int(batch_size)
+        self.backend = backend
+        self._onnx: Any = None
         self.device = device
         self.progress = progress  # None: show a progress bar only for long runs
         self.max_seq_length = max_seq_length
@@ -197,6 +201,16 @@ class MiniLMFeaturizer:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.backend is None:
+            from model.onnx_minilm import backend
+
+            self.backend = backend(minilm_model_path())
+        if self.backend != "torch":
+            if self._onnx is None:
+                from model.onnx_minilm import OnnxMiniLM
+
+                self._onnx = OnnxMiniLM(minilm_model_path(), self.backend, self.batch_size, self.max_seq_length or 256)
+            return self._onnx.encode(texts)
         show = self.progress if self.progress is not None else len(texts) > 10 * self.batch_size
         out = []
         batches: Any = range(0, len(texts), self.batch_size)

@@ -15,7 +15,10 @@ kept out (`_load`), so the first use costs a few seconds, once per process.
 
 Speed: Presidio costs milliseconds a text, so it runs only on texts that `PREFILTER` flags (six
 digits in a row, allowing single separators; a Base58/Bech32 wallet-like token; an Italian fiscal
-code shape). Every identifier above has at least one of these shapes.
+code shape; node/redact.py's one combined pattern carries it as its last alternative), and only on
+windows around the flagged spots. Every identifier above has at least one of these shapes. The
+recognizers are called directly (no AnalyzerEngine pass: with the no-op NLP engine it adds no
+context, only overhead), and libphonenumber only sees windows with a phone's shape (`PHONE_SHAPE`).
 """
 
 from __future__ import annotations
@@ -54,7 +57,12 @@ SCORE_THRESHOLD = 0.4  # Presidio's own scores: checksum-validated 1.0, pattern-
 PREFILTER = re.compile(r"\d(?:[\s./-]?\d){5}|\b(?:[13][1-9A-HJ-NP-Za-km-z]{25,34}|bc1[02-9ac-hj-np-z]{11,71})\b"
                        r"|\b[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]\b")
 
+# libphonenumber's matches pass `_phone_ok` only when they start with "+" or "(", or hold three digit
+# groups split by one separator: a window without either shape is not given to the (slow) PhoneRecognizer.
+PHONE_SHAPE = re.compile(r"[+(]|\d([ .-])\d+\1\d")
+
 _engine: Any = None
+_recognizers: list = []
 _entity_kind: dict[str, str] = {}
 
 
@@ -91,6 +99,7 @@ def _load():
         for cls_name, kind in RECOGNIZERS.items():
             rec = getattr(predefined, cls_name)(supported_language="en")
             registry.add_recognizer(rec)
+            _recognizers.append(rec)
             for entity in rec.supported_entities:
                 _entity_kind[entity] = kind
         nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "no_op"}])
@@ -151,10 +160,17 @@ def redact_identifiers(text: str) -> tuple[str, Counter]:
     if not text or not PREFILTER.search(text):
         return text, counts
     results = []
+    engine = _load()
     for lo, hi in _windows(text):
-        for r in _load().analyze(text=text[lo:hi], language="en", score_threshold=SCORE_THRESHOLD):
-            r.start, r.end = r.start + lo, r.end + lo
-            results.append(r)
+        window = text[lo:hi]
+        artifacts = engine.nlp_engine.process_text(window, "en")
+        for rec in _recognizers:
+            if rec.name == "PhoneRecognizer" and not PHONE_SHAPE.search(window):
+                continue
+            for r in rec.analyze(text=window, entities=rec.supported_entities, nlp_artifacts=artifacts) or ():
+                if r.score >= SCORE_THRESHOLD:
+                    r.start, r.end = r.start + lo, r.end + lo
+                    results.append(r)
     # keep the best-scoring, then longest, of overlapping findings; replace from the end
     chosen: list = []
     for r in sorted(results, key=lambda r: (-r.score, -(r.end - r.start), r.start)):

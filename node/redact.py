@@ -24,7 +24,17 @@ Phone patterns need a "+" or separators in phone-like groups, so plain numbers, 
 checksums, which keeps false positives on long numbers rare. SSNs and NHS numbers are looked for
 before the phone layouts, which would otherwise take them (and count them as phones).
 
-After these passes, `node.pii_patterns.redact_identifiers` applies Microsoft Presidio's pattern
+Single pass: the layouts above are the named alternatives of ONE combined pattern (`COMBINED`), in
+the table's priority order, scanned once over each text, and only over windows around the characters
+every match holds (a digit, "@" or ":"; `_windows`), so prose without them costs one character-class
+search. A candidate's validator (checksum, structure) runs only on what the pattern matched; a rejected
+candidate lets the next alternative try the same spot, and may not start again inside its own span (as
+`re.sub` skips it). Where an accepted match overlaps a candidate of a kind that outranks it (a phone
+layout running into an IPv6 address), the text falls back to the passes one after another
+(`_sequential`), so the higher kind is never split. The last, zero-width alternative is Presidio's
+pre-filter: only texts where it fires go to node/pii_patterns.py.
+
+After this pass, `node.pii_patterns.redact_identifiers` applies Microsoft Presidio's pattern
 recognizers (no NLP model) for national ids, medical licence numbers, crypto wallets and more
 phone layouts, each counted under its own kind ("us_ssn", "uk_nhs", "crypto_wallet", ...). Names
 are not detected: nothing here understands free text.
@@ -42,7 +52,7 @@ import ipaddress
 import re
 from collections import Counter
 
-from node.pii_patterns import redact_identifiers
+from node.pii_patterns import PREFILTER, redact_identifiers
 from node.schema import Record
 
 TOKENS = {
@@ -69,20 +79,20 @@ IBAN_LENGTHS = {
     "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }
 
-URL_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/?#@:]+:[^\s/?#@]*@(?=[^\s/?#@]+)")
-EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b")
-IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-CARD = re.compile(r"(?<![\w.,-])\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)")
+URL_CREDENTIALS = r"\b(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/?#@:]+:[^\s/?#@]*@(?=[^\s/?#@]+)"
+EMAIL = (r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b")
+IBAN = r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"
+CARD = r"(?<![\w.,-])\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)"
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-IPV4 = re.compile(rf"(?<![\w.]){OCTET}(?:\.{OCTET}){{3}}(?![\w]|\.\d)")
-IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])")
-SSN = re.compile(r"(?<![\w+(-])(?<!\d[ .-])\d{3}([- ])\d{2}\1\d{4}(?![\w]|[ .-]?\d)")
-SSN_CONTEXT = re.compile(r"(?i)(?P<pre>\b(?:ssn|social security)\b[^\d\n]{0,20})\d{9}(?![\w]|[.,-]\d)")
-NHS = re.compile(r"(?<![\w+(-])(?<!\d[ .-])\d{3} \d{3} \d{4}(?![\w]|[ .-]?\d)")
-PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w]|[.-]?\d)")
-PHONE_NANP = re.compile(r"(?<![\w+(-])(?:1[-. ])?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w]|[.-]?\d)")
-PHONE_NATIONAL = re.compile(r"(?<![\w+./-])(?:0\d{1,4}|\(0\d{1,4}\))(?:[ /-]\d{2,8}){1,4}(?![\w]|[./-]?\d)")
+IPV4 = rf"(?<![\w.]){OCTET}(?:\.{OCTET}){{3}}(?![\w]|\.\d)"
+IPV6 = r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?(?![\w:])"
+SSN_CONTEXT = r"(?P<pre>\b(?i:ssn|social security)\b[^\d\n]{0,20})\d{9}(?![\w]|[.,-]\d)"
+SSN = r"(?<![\w+(-])(?<!\d[ .-])\d{3}(?P<sep>[- ])\d{2}(?P=sep)\d{4}(?![\w]|[ .-]?\d)"
+NHS = r"(?<![\w+(-])(?<!\d[ .-])\d{3} \d{3} \d{4}(?![\w]|[ .-]?\d)"
+PHONE_INTL = r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w]|[.-]?\d)"
+PHONE_NANP = r"(?<![\w+(-])(?:1[-. ])?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w]|[.-]?\d)"
+PHONE_NATIONAL = r"(?<![\w+./-])(?:0\d{1,4}|\(0\d{1,4}\))(?:[ /-]\d{2,8}){1,4}(?![\w]|[./-]?\d)"
 
 
 def _digits(s: str) -> str:
@@ -154,33 +164,129 @@ def _phone_national_ok(m: re.Match) -> bool:
     return 9 <= len(_digits(m.group())) <= 12
 
 
-PASSES = (
-    ("url_credentials", URL_CREDENTIALS, None),
-    ("email", EMAIL, None),
-    ("iban", IBAN, lambda m: iban_ok(m.group())),
-    ("card", CARD, _card_ok),
-    ("ip", IPV4, None),
-    ("ip", IPV6, _ipv6_ok),
-    ("us_ssn", SSN_CONTEXT, _ssn_ok),  # checksum and structure checks before the phone layouts
-    ("us_ssn", SSN, _ssn_ok),
-    ("uk_nhs", NHS, _nhs_ok),
-    ("phone", PHONE_INTL, _phone_intl_ok),
-    ("phone", PHONE_NANP, None),
-    ("phone", PHONE_NATIONAL, _phone_national_ok),
+# The alternatives of the one combined pattern, in priority order: (group, kind, pattern, validator).
+# SSNs and NHS numbers come before the phone layouts, which would otherwise take them.
+ALTERNATIVES = (
+    ("url_credentials", "url_credentials", URL_CREDENTIALS, None),
+    ("email", "email", EMAIL, None),
+    ("iban", "iban", IBAN, lambda m: iban_ok(m.group())),
+    ("card", "card", CARD, _card_ok),
+    ("ipv4", "ip", IPV4, None),
+    ("ipv6", "ip", IPV6, _ipv6_ok),
+    ("ssn_context", "us_ssn", SSN_CONTEXT, _ssn_ok),
+    ("ssn", "us_ssn", SSN, _ssn_ok),
+    ("nhs", "uk_nhs", NHS, _nhs_ok),
+    ("phone_intl", "phone", PHONE_INTL, _phone_intl_ok),
+    ("phone_nanp", "phone", PHONE_NANP, None),
+    ("phone_national", "phone", PHONE_NATIONAL, _phone_national_ok),
 )
+_ALT = {g: (kind, re.compile(p), ok) for g, kind, p, ok in ALTERNATIVES}
+_ORDER = [g for g, *_ in ALTERNATIVES]
+_BODY = "|".join(f"(?P<{g}>{p})" for g, _, p, _ in ALTERNATIVES)
+# The last, zero-width alternative marks a text that node/pii_patterns.py's Presidio recognizers must see.
+COMBINED = re.compile(f"{_BODY}|(?P<presidio>(?={PREFILTER.pattern}))")
+COMBINED_NO_PRESIDIO = re.compile(_BODY)
+# The alternatives that outrank each one: a match that one of them overlaps falls back to `_sequential`.
+_HIGHER = {g: re.compile("|".join(f"(?:{p})" for _, _, p, _ in ALTERNATIVES[:i])) for i, (g, *_) in enumerate(ALTERNATIVES) if i}
+# Every alternative's match holds a digit, an "@" or a ":" (IPv6 and URL credentials) within REACH
+# characters of its ends; text far from these is never scanned.
+TRIGGER = re.compile(r"[0-9@:]")
+TRIGGER_UNICODE = re.compile(r"[\d@:]")
+REACH = 64
 
 
-def _passes(text: str, passes, counts: Counter) -> str:
-    for kind, pattern, ok in passes:
-        def sub(m: re.Match, kind=kind, ok=ok) -> str:
+def _windows(text: str):
+    """Spans around the trigger characters, widened by REACH and out to a space, tab or newline, so that
+    no match can cross a span's ends (ends are whitespace; a match holds a trigger within REACH of each
+    of its ends, or holds no whitespace)."""
+    trigger = TRIGGER if text.isascii() else TRIGGER_UNICODE
+    n = len(text)
+    m = trigger.search(text)
+    while m is not None:
+        p = m.start()
+        x = max(0, p - REACH)
+        lo = max(text.rfind(" ", 0, x), text.rfind("\n", 0, x), text.rfind("\t", 0, x), 0)
+        while True:
+            hi = _space_at_or_after(text, min(n, p + REACH), n)
+            m = trigger.search(text, max(p + 1, hi - REACH))
+            if m is None or m.start() >= hi:
+                break
+            p = m.start()
+        yield lo, hi
+
+
+def _space_at_or_after(text: str, x: int, n: int) -> int:
+    ends = [i for i in (text.find(" ", x), text.find("\n", x), text.find("\t", x)) if i >= 0]
+    return min(ends) if ends else n
+
+
+def _accept(text: str, m: re.Match, hi: int, blocked: dict):
+    """The first alternative at m.start(), in priority order, whose match passes its validator; else None.
+    A rejected alternative may not start again before its rejected match ends (as re.sub would skip it)."""
+    s = m.start()
+    for g in _ORDER[_ORDER.index(m.lastgroup):]:
+        mm = m if g == m.lastgroup else _ALT[g][1].match(text, s, hi)
+        if mm is None or s < blocked.get(g, -1):
+            continue
+        ok = _ALT[g][2]
+        if ok is None or ok(mm):
+            return g, mm
+        blocked[g] = mm.end()
+    return None
+
+
+def _scan(text: str, counts: Counter) -> tuple[str, bool]:
+    """One pass of the combined pattern: `text` with every validated match replaced, and whether a
+    Presidio pre-filter shape was seen."""
+    parts: list[str] = []
+    last, flagged, pattern = 0, False, COMBINED
+    blocked: dict[str, int] = {}
+    for lo, hi in _windows(text):
+        pos = max(lo, last)
+        while (m := pattern.search(text, pos, hi)) is not None:
+            s = m.start()
+            if m.lastgroup == "presidio":
+                flagged, pattern, pos = True, COMBINED_NO_PRESIDIO, s
+                continue
+            hit = _accept(text, m, hi, blocked)
+            if hit is None:
+                if not flagged and PREFILTER.match(text, s):
+                    flagged, pattern = True, COMBINED_NO_PRESIDIO
+                pos = s + 1
+                continue
+            g, mm = hit
+            if g in _HIGHER and (h := _HIGHER[g].search(text, s + 1, hi)) is not None and h.start() < mm.end():
+                return _sequential(text, counts)
+            kind = _ALT[g][0]
+            counts[kind] += 1
+            parts.append(text[last:s])
+            parts.append(_replacement(g, mm))
+            last = pos = mm.end()
+    if not parts:
+        return text, flagged
+    parts.append(text[last:])
+    return "".join(parts), flagged
+
+
+def _replacement(g: str, m: re.Match) -> str:
+    kind = _ALT[g][0]
+    if kind == "url_credentials":
+        return m.group("scheme") + TOKENS[kind] + "@"
+    return (m.group("pre") if g == "ssn_context" else "") + TOKENS[kind]
+
+
+def _sequential(text: str, counts: Counter) -> tuple[str, bool]:
+    """The alternatives one after the other, each over the text the previous ones left (re.sub): for the
+    rare text where a match overlaps a candidate of an alternative that outranks it."""
+    counts.clear()
+    for g, kind, _, ok in ALTERNATIVES:
+        def sub(m: re.Match, g=g, kind=kind, ok=ok) -> str:
             if ok is not None and not ok(m):
                 return m.group()
             counts[kind] += 1
-            if kind == "url_credentials":
-                return m.group(1) + TOKENS[kind] + "@"
-            return (m.groupdict().get("pre") or "") + TOKENS[kind]
-        text = pattern.sub(sub, text)
-    return text
+            return _replacement(g, m)
+        text = _ALT[g][1].sub(sub, text)
+    return text, PREFILTER.search(text) is not None
 
 
 def redact(text: str) -> tuple[str, Counter]:
@@ -188,9 +294,10 @@ def redact(text: str) -> tuple[str, Counter]:
     counts: Counter = Counter()
     if not text:
         return text, counts
-    text = _passes(text, PASSES, counts)
-    text, more = redact_identifiers(text)
-    counts.update(more)
+    text, flagged = _scan(text, counts)
+    if flagged:
+        text, more = redact_identifiers(text)
+        counts.update(more)
     return text, counts
 
 
@@ -201,9 +308,12 @@ def contact_kind(value: str) -> str | None:
     """"an e-mail address" or "a phone number" when `value` holds one, else None: a contributor id that
     is a person's contact is refused at import (node/importers/common.py `Context.who`), since ids are
     stored in clear."""
-    counts: Counter = Counter()
-    _passes(value, [p for p in PASSES if p[0] in CONTACT], counts)
-    return next((CONTACT[k] for k in CONTACT if counts[k]), None)
+    for g, kind, _, ok in ALTERNATIVES:
+        if kind in CONTACT:
+            for m in _ALT[g][1].finditer(value):
+                if ok is None or ok(m):
+                    return CONTACT[kind]
+    return None
 
 
 def _redact_value(value, total: Counter):

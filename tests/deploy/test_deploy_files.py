@@ -56,7 +56,7 @@ def test_app_definition_is_valid_and_fab_carries_no_code():
         "serverapp": "coordinator.server_app:app",
         "clientapp": "node.client_app:app",
     }
-    # Connections live in the Flower config in 1.41: a [tool.flwr.federations] table would make
+    # Connections live in the Flower config since 1.41: a [tool.flwr.federations] table would make
     # `flwr run` rewrite this file (legacy migration).
     assert "federations" not in flwr_cfg
     fab = zipfile.ZipFile(io.BytesIO(build_fab_from_disk(DEPLOY / "app")))
