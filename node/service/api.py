@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from node.service import governance, members
-from node.service.security import MAX_JSON_DEPTH, bearer_token, json_depth_ok, same_secret
+from node.service.security import MAX_JSON_DEPTH, bearer_token, json_depth_ok, operator_ok
 
 router = APIRouter(prefix="/api/v1")
 
@@ -48,7 +48,7 @@ def operator(request: Request) -> None:
     expected = request.app.state.operator_token
     auth = request.headers.get("authorization", "")
     given = auth[7:].strip() if auth[:7].lower() == "bearer " else None  # never a cookie: no CSRF on the API
-    if not expected or not same_secret(given, expected):
+    if not operator_ok(given, expected):
         raise HTTPException(401, "operator token required", headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from node.node_dir import NodeDir
-from node.service import api, governance, members
+from node.service import api, governance, members, security
 from node.service.security import RateLimiter, SecurityMiddleware
 from node.service.store_access import ServiceNodeDir, StoreBusy
 
@@ -61,7 +61,7 @@ def create_app(node_dir: Path, *, operator_token: str | None = None, tick_second
 
     app = FastAPI(title="Cairn node", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.node_dir = nd
-    app.state.operator_token = operator_token
+    app.state.operator_token = security.operator_digest(operator_token) if operator_token else None  # only its hash
     app.state.https = https
     app.state.secret = secrets.token_bytes(32)
     app.state.head = None

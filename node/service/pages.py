@@ -336,7 +336,7 @@ async def operator_signin(request: Request):
     """Sign the operator in with the operator token."""
     async def handle(form):
         token = _text(form, "token", 200)
-        if not security.same_secret(token, getattr(request.app.state, "operator_token", None)):
+        if not security.operator_ok(token, getattr(request.app.state, "operator_token", None)):
             raise ServiceError(401, "wrong operator token", "token")
         response = _see_other("/operator")
         response.set_cookie(OPERATOR_COOKIE, _operator_session(request), httponly=True, samesite="strict",

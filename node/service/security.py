@@ -149,6 +149,23 @@ class RateLimiter:
             return True
 
 
+DIGEST_PREFIX = "sha256:"
+
+
+def operator_digest(token: str) -> str:
+    """What the service keeps of the operator token: its SHA-256 (the token is 256 random bits or a long
+    secret, so a plain hash suffices). A stolen keys/operator.token is not the token."""
+    return token if token.startswith(DIGEST_PREFIX) else DIGEST_PREFIX + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def operator_ok(given: str | None, expected_digest: str | None) -> bool:
+    """Is `given` the operator token whose digest is `expected_digest`? Constant time; `given` is always hashed,
+    so presenting the digest itself never passes."""
+    if not given or not expected_digest:
+        return False
+    return same_secret(DIGEST_PREFIX + hashlib.sha256(given.encode("utf-8")).hexdigest(), expected_digest)
+
+
 def operator_session(secret: bytes, operator_token: str | None) -> str | None:
     """The value of the operator's page cookie: a keyed hash of the operator token under this process's
     random secret, never the token itself (a leaked cookie is not the long-lived token, and it dies

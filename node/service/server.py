@@ -1,7 +1,8 @@
 """Running the service: `cairn node serve DIR` under uvicorn, loopback by default, HTTPS when given certificates.
 
-The operator token comes from $CAIRN_OPERATOR_TOKEN, else from DIR/keys/operator.token (created
-mode 0600 on first serve). Uvicorn's access log is off: the service logs method, route template and
+The operator token comes from $CAIRN_OPERATOR_TOKEN, else the service makes one on first serve, prints
+it once and keeps only its SHA-256 in DIR/keys/operator.token (mode 0600): a stolen node directory does
+not hold the operator token. Uvicorn's access log is off: the service logs method, route template and
 status only (node/service/security.py), never paths with ids, tokens or invitation codes.
 """
 
@@ -25,20 +26,29 @@ class ServeError(ValueError):
     """The service cannot start as asked (half a certificate pair, a missing file)."""
 
 
-def operator_token_for(nd: NodeDir) -> tuple[str, str]:
-    """(token, where it came from): $CAIRN_OPERATOR_TOKEN, else DIR/keys/operator.token (created 0600)."""
+def operator_token_for(nd: NodeDir, echo=print) -> tuple[str, str]:
+    """(token or its digest, where it came from): $CAIRN_OPERATOR_TOKEN, else the digest kept in
+    DIR/keys/operator.token (created 0600 with a new random token, which is printed once through `echo`)."""
     env = os.environ.get(OPERATOR_ENV)
     if env:
         if len(env.strip()) < MIN_OPERATOR_TOKEN:  # the sign-in form must not be guessable
             raise ServeError(f"${OPERATOR_ENV} is shorter than {MIN_OPERATOR_TOKEN} characters; use a long random "
                              f"token (or unset it: the service then makes one in keys/{OPERATOR_FILE})")
         return env.strip(), f"${OPERATOR_ENV}"
+    from node.service.security import operator_digest
+
     path = nd.key_dir / OPERATOR_FILE
     if not path.exists():
+        token = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
-    return path.read_text().strip(), str(path)
+            f.write(operator_digest(token) + "\n")
+        echo(f"new operator token (shown once; {path} keeps only its hash): {token}")
+    kept = path.read_text().strip()
+    if kept and kept != operator_digest(kept):  # a plain token written by an earlier version: keep its hash only
+        path.write_text(operator_digest(kept) + "\n")
+        kept = operator_digest(kept)
+    return kept, str(path)
 
 
 def allowed_hosts_for(host: str) -> tuple[str, ...] | None:
@@ -75,7 +85,7 @@ def serve(node_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, tl
     nd = NodeDir(Path(node_dir))
     with nd.open_store():  # a missing passphrase or wrong key is one clear line now, not a failed startup
         pass
-    token, where = operator_token_for(nd)
+    token, where = operator_token_for(nd, echo)
     public = urlsplit(public_url) if public_url else None
     if public is not None and (public.scheme not in ("http", "https") or not public.hostname):
         raise ServeError("--public-url must look like https://feedback.example.org")

@@ -221,8 +221,30 @@ def test_a_short_operator_token_is_refused(svc_node, monkeypatch):
     with pytest.raises(ServeError):
         operator_token_for(svc_node)
     monkeypatch.delenv("CAIRN_OPERATOR_TOKEN")
-    token, where = operator_token_for(svc_node)  # made for the operator: long, random, 0600
-    assert len(token) >= 32 and (svc_node.key_dir / "operator.token").stat().st_mode & 0o077 == 0
+    shown: list[str] = []
+    digest, where = operator_token_for(svc_node, shown.append)  # made for the operator: long, random, 0600
+    assert (svc_node.key_dir / "operator.token").stat().st_mode & 0o077 == 0
+    token = shown[0].rsplit(" ", 1)[1]
+    assert len(token) >= 32 and token not in (svc_node.key_dir / "operator.token").read_text()
+
+
+def test_a_stolen_operator_token_file_does_not_sign_the_operator_in(svc_node):
+    """keys/operator.token keeps only the token's hash: presenting the file's content (the digest) fails,
+    the token printed once passes."""
+    from fastapi.testclient import TestClient
+
+    from node.service.app import create_app
+    from node.service.server import operator_token_for
+
+    shown: list[str] = []
+    digest, _ = operator_token_for(svc_node, shown.append)
+    token = shown[0].rsplit(" ", 1)[1]
+    stolen = (svc_node.key_dir / "operator.token").read_text().strip()
+    with TestClient(create_app(svc_node.path, operator_token=digest, tick_seconds=0)) as c:
+        assert c.post("/api/v1/operator/invites", json={"count": 1},
+                      headers={"Authorization": f"Bearer {stolen}"}).status_code == 401
+        assert c.post("/api/v1/operator/invites", json={"count": 1},
+                      headers={"Authorization": f"Bearer {token}"}).status_code in (200, 201)
 
 
 def test_a_deeply_nested_policy_proposal_is_a_422(client, svc_node):
