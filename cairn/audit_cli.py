@@ -82,6 +82,19 @@ def pin_check(coordinator_key: bytes | None, trusted: set[str] | None, allow_unp
                  "by anyone verifies; pin them, or pass --allow-unpinned to check only what can be", problems=missing)
 
 
+def node_head_check(node_heads: list):
+    """`node-heads`: a WARN when the auditor gave no node's own signed head (--node-head): the bundle alone
+    cannot tell a complete ledger from one cut back to an earlier head the node signed (privacy/audit/heads.py),
+    so say so rather than let VERIFIED imply it (review 15)."""
+    from privacy.audit.result import PASS, WARN, Check
+
+    if node_heads:
+        return Check("node-heads", PASS, f"{len(node_heads)} node head(s) given and cross-checked")
+    return Check("node-heads", WARN, "not checked (no --node-head): that each ledger is the node's whole ledger for "
+                 "the run; a coordinator could publish a ledger cut back to an earlier head the node signed. Get each "
+                 "node's head from the node itself (`cairn node head`, or its service) and pass --node-head")
+
+
 def pinning_options(f):
     """The --coordinator-key, --trust-node and --allow-unpinned options, shared by `verify` and `report`."""
     f = click.option("--allow-unpinned", is_flag=True,
@@ -119,6 +132,7 @@ def verify(bundle: Path, as_json: bool, policy, strict: bool, coordinator_key, t
     res = verify_bundle(bundle, policies=_policies(policy), strict=strict, coordinator_key=key, trusted_nodes=trusted,
                         node_heads=[(s, read_node_head(s)) for s in node_heads])
     res.checks.insert(0, pin_check(key, trusted, allow_unpinned))
+    res.checks.insert(1, node_head_check(node_heads))
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))
     else:

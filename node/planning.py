@@ -121,7 +121,7 @@ def quote_request(policy, history: Sequence[DpEvent] | FilterState, plan_json: s
 
     try:
         doc = json.loads(plan_json)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # nesting past the stack: refused, not a traceback
         raise QueryError(f"budget request: field 'plan' is not JSON ({e})") from None
     if not isinstance(doc, dict):
         raise QueryError(f"budget request: field 'plan' must be a JSON object, got {type(doc).__name__}")

@@ -360,8 +360,14 @@ def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tupl
     parts = partitions(kind, params)
     bounds(kind, params)
     gate = gate or open_gate(nd, store)
-    eligible = eligible_contributors(store, policy, now)
-    if kind == "policy_objections":  # governance, not records: who objected (keyed HMACs) to the latest proposal
+    cached = gate.ledger.cached(request_hash(kind, request_of(query))) is not None  # a repeat: its earlier answer
+    if not cached:  # refused by the cap or the per-query cap BEFORE the store is read (review 15): a refusal
+        # costs no work and takes no time that grows with the number of members
+        epsilon_within_budget(float(query.epsilon), gate.budget(kind), policy, "query")
+    eligible = [] if cached else eligible_contributors(store, policy, now)
+    if cached:
+        rows = []  # the gate serves the cached answer before counting anything
+    elif kind == "policy_objections":  # governance, not records: who objected (keyed HMACs) to the latest proposal
         from node.service.governance import objection_rows
 
         rows = objection_rows(store)

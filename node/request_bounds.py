@@ -28,11 +28,18 @@ class TrainingRefused(Exception):
 
 
 def _num(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    """A finite real number, not a bool (an int too large for a float is refused, not an OverflowError)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def _int_in(v: Any, lo: int, hi: int) -> bool:
-    return _num(v) and v == int(v) and lo <= v <= hi
+    """An exact int (not a bool, not a float such as 64.0: sizes flow into array shapes and ledger ids) in [lo, hi]."""
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
 def request_problem(request, policy=None) -> str | None:
@@ -42,8 +49,9 @@ def request_problem(request, policy=None) -> str | None:
 
     max_rounds = policy.max_rounds if policy is not None else OPTIONAL_DEFAULTS["max_rounds"]
     max_steps = policy.max_local_steps if policy is not None else OPTIONAL_DEFAULTS["max_local_steps"]
-    if not (isinstance(request.federation_id, str) and 0 < len(request.federation_id) <= MAX_ID_CHARS):
-        return f"field 'federation_id' must be a non-empty string of at most {MAX_ID_CHARS} characters"
+    if not (isinstance(request.federation_id, str) and 0 < len(request.federation_id) <= MAX_ID_CHARS
+            and request.federation_id.isprintable()):
+        return f"field 'federation_id' must be a non-empty printable string of at most {MAX_ID_CHARS} characters"
     if not _int_in(request.round, 1, max_rounds):
         return f"field 'round' must be an integer in [1, {max_rounds}], got {request.round!r}"
     if not _int_in(request.rounds, 1, max_rounds):
@@ -67,11 +75,16 @@ def request_problem(request, policy=None) -> str | None:
     return None
 
 
+MAX_JSON_CHARS = 10_000  # a featurizer or head config is a few hundred characters
+
+
 def _json_object(cfg: dict, key: str) -> dict:
     raw = cfg.get(key)
+    if isinstance(raw, (str, bytes)) and len(raw) > MAX_JSON_CHARS:
+        raise TrainingRefused(f"training request: field {key!r} is longer than {MAX_JSON_CHARS} characters")
     try:
         doc = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    except ValueError:
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; nesting past the stack: RecursionError
         raise TrainingRefused(f"training request: field {key!r} is not JSON") from None
     if not isinstance(doc, dict):
         raise TrainingRefused(f"training request: field {key!r} must be a JSON object, got {type(doc).__name__}")
@@ -83,6 +96,8 @@ def featurizer_problem(doc: dict, policy) -> str | None:
     policy.max_feature_dim, n-gram sizes and salt bounded; checked before anything is built."""
     name = doc.get("name")
     dim = doc.get("dim", 384)
+    if not isinstance(name, str):
+        return f"field 'featurizer.name' must be {HASHED_NAME!r} or {MINILM_NAMES[0]!r}, got {name!r}"
     if name == HASHED_NAME:
         if not _int_in(dim, 8, policy.max_feature_dim):
             return (f"field 'featurizer.dim' must be an integer in [8, {policy.max_feature_dim}] "
@@ -96,7 +111,7 @@ def featurizer_problem(doc: dict, policy) -> str | None:
             return "field 'featurizer.lowercase' must be true or false"
         return None
     if name in MINILM_NAMES:
-        if dim != 384:
+        if not _int_in(dim, 384, 384):
             return f"field 'featurizer.dim' must be 384 for all-MiniLM-L6-v2, got {dim!r}"
         msl = doc.get("max_seq_length")
         if msl is not None and not _int_in(msl, 1, 512):
@@ -115,9 +130,12 @@ def head_parameter_count(arch: dict) -> int:
 def head_problem(arch: dict, feature_dim: int, policy) -> str | None:
     """Why a head architecture is refused (None when acceptable): an MLP on the featurizer's dimension,
     its hidden width within policy.max_hidden."""
+    for k in ("type", "combine"):
+        if k in arch and not isinstance(arch[k], str):
+            return f"field 'head.{k}' must be a string, got {arch[k]!r}"
     if arch.get("type", "mlp") != "mlp":
         return f"field 'head.type' must be 'mlp', got {arch.get('type')!r}"
-    if arch.get("in_dim") != feature_dim or isinstance(arch.get("in_dim"), bool):
+    if not _int_in(arch.get("in_dim"), feature_dim, feature_dim):
         return f"field 'head.in_dim' must be the featurizer's dimension {feature_dim}, got {arch.get('in_dim')!r}"
     hidden = arch.get("hidden", 256)
     if not _int_in(hidden, 1, policy.max_hidden):

@@ -187,6 +187,9 @@ def train_round(nd, store, cfg: dict, arrays: list, featurizer_key: str = "featu
     if plan is not None:
         check_round(plan, request.round)
     gate = open_gate(nd, store)
+    if plan is None and gate.budget("train").remaining_epsilon <= 0:  # before any member's data is read (review 15)
+        raise TrainingRefused(f"policy rule epsilon_cap: budget exhausted ({gate.spent_epsilon():.3f} of "
+                              f"{policy.epsilon_cap} spent)")
     featurizer = featurizer_from_config(feat_cfg)
     data = contributor_data(store, policy, featurizer, request.max_pairs_per_contributor, request.federation_id)
     if plan is None:  # the noisy min_contributors test (own ledger entry), once for the plan's rounds

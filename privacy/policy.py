@@ -200,8 +200,12 @@ def query_epsilon_problem(policy: Policy, epsilon: Any, what: str = "query epsil
     number, not finite, or below the policy's floor min_query_epsilon (checked before any calibration)."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
         return f"{what} must be a number, got {epsilon!r}"
-    if not math.isfinite(epsilon) or epsilon <= 0:
-        return f"{what} must be finite and > 0, got {epsilon!r}"
+    try:
+        finite = math.isfinite(float(epsilon))
+    except OverflowError:  # an int past float range
+        finite = False
+    if not finite or epsilon <= 0:
+        return f"{what} must be finite and > 0, got {epsilon!r}"[:300]
     if epsilon < policy.min_query_epsilon:
         return f"policy rule min_query_epsilon: {what} {epsilon:g} is below the floor {policy.min_query_epsilon:g}"
     return None

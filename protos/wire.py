@@ -216,7 +216,7 @@ def list_param(params: dict, name: str, required: bool = True) -> list[str]:
         return []
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # nesting past the stack is refused, not a traceback
         raise QueryError(f"query parameter {name!r} is not JSON: {raw[:80]!r}") from None
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise QueryError(f"query parameter {name!r} must be a JSON list of non-empty strings")

@@ -234,6 +234,11 @@ class _Table:
                 dst[:] = src.reshape(n, self.dim)
                 del src, dst
             old.close()
+        # every value is rounded to float16 whatever the storage, so the switch to float16 (decided by the
+        # size of the WHOLE table, i.e. by everyone's data) never changes any person's features: one
+        # person's presence must not change the data another person is trained on (ARCHITECTURE.md
+        # invariant 4; review 15). float16 values are exact in float32.
+        block = np.asarray(block, dtype=np.float32).astype(np.float16)
         need = (self.used + len(block)) * self.dim * self.dtype.itemsize
         if need > len(self.mm):
             self.mm.resize(max(2 * len(self.mm), need))
@@ -259,7 +264,10 @@ def stream_contributor_tensors(
     person's pairs in reading order, subsets from their own generator (`select_pairs`), P = the
     largest number of pairs anyone keeps (padding carries zero weight and changes no gradient). A
     table larger than COMPACT_TABLE_BYTES in float32 is stored in float16 (frozen unit-norm features:
-    a relative rounding of 1e-3, far below DP-SGD's noise); `inputs` returns float32 either way."""
+    a relative rounding of 1e-3, far below DP-SGD's noise); `inputs` returns float32 either way. Every
+    feature is rounded to float16 precision at any table size, so whether the table turned compact (a
+    function of all members' data) changes no one's features: each person's clipped gradient stays a
+    function of their own data alone."""
     from array import array
 
     from node.pairs import pairs_from_records

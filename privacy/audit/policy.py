@@ -156,7 +156,11 @@ def _entry_problems(e: ledger_pb2.LedgerEntry, policy: Policy, h: str, *, last: 
     b = e.body
     if b.policy_hash and b.policy_hash != h:
         (pp if last else warns).append(
-            f"seq {b.seq}: entry's policy_hash {short(b.policy_hash)} is not the given policy's {short(h)}")
+            f"seq {b.seq}: entry's policy_hash {short(b.policy_hash)} is not the given policy's {short(h)}"
+            + ("" if last else "; its per-entry rules were not checked (give that policy's text to check them)"))
+        if not last:  # an earlier policy (governance changes it): its own rules held then, not the given one's;
+            thresholds.see(b, policy, [])  # its threshold tests still count for the releases that follow
+            return
     kind = _base_kind(b.release_kind)
     if kind not in policy.allowed_releases:
         pp.append(f"seq {b.seq}: release kind {kind!r} is not allowed by the policy (policy rule allowed_releases)")

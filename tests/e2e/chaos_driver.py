@@ -22,10 +22,10 @@ def work(run: str, received: str, node_dirs: list[str]) -> None:
     import numpy as np
 
     from node.node_dir import NodeDir
-    from node.queries import answer_query
+    from node.queries import answer_query, request_of
     from node.request_bounds import head_parameter_count
     from node.training import TrainingRefused, train_round
-    from privacy.release import PolicyViolation
+    from privacy.release import PolicyViolation, request_hash
     from protos import query_pb2
     from protos.wire import QueryError
 
@@ -33,8 +33,11 @@ def work(run: str, received: str, node_dirs: list[str]) -> None:
     head = {"type": "mlp", "in_dim": 16, "hidden": 4, "combine": "r_pr"}
     vec = [np.zeros(head_parameter_count(head), dtype=np.float32)]
     with open(received, "a", encoding="utf-8") as out:
-        def got(nd, kind, seq, entry_hash):
-            out.write(json.dumps({"node": nd.node_id, "kind": kind, "seq": seq, "hash": entry_hash}) + "\n")
+        def got(nd, kind, seq, entry_hash, round_id, request=""):
+            # what the coordinator asked for (kind, round, the query's request hash), recorded from its own
+            # side: the test holds the node's signed ledger entry to it, not only to the seq/hash the node sent
+            out.write(json.dumps({"node": nd.node_id, "kind": kind, "seq": seq, "hash": entry_hash,
+                                  "round": round_id, "request": request}) + "\n")
             out.flush()
             os.fsync(out.fileno())
 
@@ -46,14 +49,15 @@ def work(run: str, received: str, node_dirs: list[str]) -> None:
                        "sampling_rate": 0.2, "featurizer": json.dumps(feat), "head": json.dumps(head)}
                 try:
                     _, _, rel = train_round(nd, store, cfg, vec)
-                    got(nd, "train", rel.seq, rel.entry_hash)
+                    got(nd, "train", rel.seq, rel.entry_hash, f"chaos/{r}")
                 except (TrainingRefused, PolicyViolation):
                     pass
                 q = query_pb2.Query(name="coverage", params={"languages": json.dumps(["en", f"x{run}"])},
                                     epsilon=0.2, round_id=f"chaos/{r}")
                 try:
                     ans, _ = answer_query(nd, store, q)
-                    got(nd, "coverage", ans.ledger_seq, ans.ledger_entry_hash.hex())
+                    got(nd, "coverage", ans.ledger_seq, ans.ledger_entry_hash.hex(), q.round_id,
+                        request_hash("coverage", request_of(q)))
                 except (PolicyViolation, QueryError):
                     pass
 

@@ -63,6 +63,15 @@ def _check_nodes(nodes: list[NodeDir], received: Path) -> tuple[int, int]:
         mine = [g for g in got if g["node"] == nd.node_id]
         unaccounted = [g for g in mine if by_seq.get(g["seq"]) != g["hash"]]
         assert not unaccounted, f"{nd.name}: releases the coordinator got with no ledger entry: {unaccounted}"
+        # review 15: each release is held to the entry of what the coordinator itself asked for (kind, round,
+        # request), and no two releases share one entry, so a release cannot be "accounted" by pointing at an
+        # older entry of the node's signed ledger
+        body = {e.body.seq: e.body for e in export.entries}
+        for g in mine:
+            b = body[g["seq"]]
+            assert g["kind"] in b.release_kind and b.round_id == g.get("round", b.round_id), (g, b.release_kind, b.round_id)
+            assert not g.get("request") or b.request_hash == g["request"], (g, b.request_hash)
+        assert len({g["seq"] for g in mine}) == len(mine), f"{nd.name}: two releases point at one ledger entry"
         if export.entries:
             assert export.entries[-1].body.claimed_epsilon <= policy.epsilon_cap * (1 + 1e-9)
             events = [event_from_proto(e.body.event) for e in export.entries]

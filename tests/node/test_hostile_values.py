@@ -107,7 +107,9 @@ def _vec(n=N_PARAMS, fill=0.0):
 
 
 def _query(name, epsilon=0.5, **params):
-    return query_pb2.Query(name=name, params={k: json.dumps(v) for k, v in params.items()}, epsilon=epsilon,
+    deep = "[" * 50_000 + "]" * 50_000  # nesting past the JSON decoder's stack
+    return query_pb2.Query(name=name, params={k: deep if v == "DEEP" else json.dumps(v) for k, v in params.items()},
+                           epsilon=epsilon,
                            round_id="r").SerializeToString()
 
 
@@ -146,6 +148,28 @@ HOSTILE = [  # (entry point, payload, field the refusal must name)
     ("train", (_train_cfg(), _vec(fill=float("inf"))), "arrays"),
     ("train", (_train_cfg(), _vec(n=N_PARAMS + 1)), "arrays"),
     ("train", (_train_cfg(), []), "arrays"),
+    # review 15: types a coordinator can send that once raised a traceback (or built something) before a refusal
+    ("train", (_train_cfg(round=10**400), _vec()), "round"),
+    ("train", (_train_cfg(rounds=True), _vec()), "rounds"),
+    ("train", (_train_cfg(local_steps=5.0), _vec()), "local_steps"),
+    ("train", (_train_cfg(max_grad_norm=10**400), _vec()), "max_grad_norm"),
+    ("train", (_train_cfg(epsilon=-0.0), _vec()), "epsilon"),
+    ("train", (_train_cfg(epsilon="NaN"), _vec()), "epsilon"),
+    ("train", (_train_cfg(local_steps="\uff15"), _vec()), "local_steps"),
+    ("train", (_train_cfg(federation_id="f\x00"), _vec()), "federation_id"),
+    ("train", (_train_cfg(featurizer=json.dumps({**HASHED, "dim": 10**400})), _vec()), "featurizer.dim"),
+    ("train", (_train_cfg(featurizer=json.dumps({**HASHED, "dim": float(HASHED["dim"])})), _vec()), "featurizer.dim"),
+    ("train", (_train_cfg(featurizer=json.dumps({**HASHED, "name": ["hashed-ngram"]})), _vec()), "featurizer.name"),
+    ("train", (_train_cfg(featurizer="[" * 50_000 + "]" * 50_000), _vec()), "featurizer"),
+    ("train", (_train_cfg(featurizer="[" * 4_000 + "]" * 4_000), _vec()), "featurizer"),
+    ("train", (_train_cfg(featurizer=json.dumps([HASHED])), _vec()), "featurizer"),
+    ("train", (_train_cfg(head=json.dumps({**HEAD, "combine": ["r"]})), _vec()), "head.combine"),
+    ("train", (_train_cfg(head=json.dumps({**HEAD, "in_dim": float(HEAD["in_dim"])})), _vec()), "head.in_dim"),
+    ("train", (_train_cfg(head=json.dumps({**HEAD, "hidden": 10**400})), _vec()), "head.hidden"),
+    ("plan", {"queries": [["coverage", 10**400]]}, "epsilon"),
+    ("plan", {"train": {**TRAIN, "rounds": 10**400}}, "rounds"),
+    ("query", _query("battle_counts", 0.5, models="DEEP"), "models"),
+    ("query", _query("discover_keys", 0.5, key="DEEP"), "key"),
     ("plan", {"queries": [["coverage", 1e-300]]}, "epsilon"),
     ("plan", {"queries": [["coverage", "8"]]}, "epsilon"),
     ("plan", {"train": {**TRAIN, "local_steps": 2e6}}, "local_steps"),
@@ -183,6 +207,11 @@ def test_every_hostile_value_is_refused_by_rule_fast_and_free(hostile_node, entr
     assert len(gate.ledger.events()) == before and gate.spent_epsilon() == spent
 
 
+def test_a_deeply_nested_plan_is_refused_by_rule():
+    with pytest.raises(QueryError, match="plan"):
+        _timed(lambda: quote_request(Policy(community="x"), [], "[" * 50_000 + "]" * 50_000))
+
+
 def test_a_node_holds_the_coordinator_to_its_plan(tmp_path):
     """Six rounds on a plan for one: the first is trained and charged, the next five are refused
     (naming the plan) with nothing spent; rounds=0 is refused before anything is spent."""
@@ -202,5 +231,54 @@ def test_a_node_holds_the_coordinator_to_its_plan(tmp_path):
                 train_round(nd, store, _train_cfg(round=r, rounds=6), _vec())
         gate = open_gate(nd, store)
         assert len(gate.ledger.events()) == n and gate.spent_epsilon() == spent
+    finally:
+        store.close()
+
+
+def test_a_query_over_its_caps_is_refused_before_the_store_is_read(tmp_path, monkeypatch):
+    """Review 15: a query asking more than the per-query cap (or than the budget left) is refused before any
+    record is read (no work, no time growing with the member count); an identical repeat still gets its
+    cached answer."""
+    from privacy.release import PolicyViolation
+
+    nd, store = _node(tmp_path)
+    try:
+        ok = query_pb2.Query(name="battle_counts", params={"models": json.dumps(["a", "b"])}, epsilon=0.5, round_id="r")
+        answer_query(nd, store, ok)
+        cap = nd.policy().max_query_epsilon
+        greedy = query_pb2.Query(name="battle_counts", params={"models": json.dumps(["a", "c"])}, epsilon=cap * 2,
+                                 round_id="r")
+
+        def no_reading(*a, **k):
+            raise AssertionError("the store was read before the refusal")
+
+        monkeypatch.setattr(store, "records", no_reading)
+        import node.consent
+
+        monkeypatch.setattr(node.consent, "eligible_contributors", no_reading)
+        with pytest.raises(PolicyViolation, match="max_query_epsilon|epsilon_cap"):
+            answer_query(nd, store, greedy)
+        ans, _ = answer_query(nd, store, ok)  # the repeat: cached, no reading
+        assert ans.cached
+    finally:
+        store.close()
+
+
+def test_a_training_round_on_a_spent_budget_is_refused_before_the_store_is_read(tmp_path, monkeypatch):
+    """Review 15: with the cap spent, a new federation's first round is refused (epsilon_cap) before any
+    member's data is read or featurized."""
+    import node.training as training
+    from privacy.release import ReleaseGate
+
+    nd, store = _node(tmp_path)
+    try:
+        monkeypatch.setattr(ReleaseGate, "remaining_epsilon", lambda self: 0.0)  # the cap is spent
+
+        def no_reading(*a, **k):
+            raise AssertionError("member data was read before the refusal")
+
+        monkeypatch.setattr(training, "contributor_data", no_reading)
+        with pytest.raises(TrainingRefused, match="epsilon_cap"):
+            training.train_round(nd, store, _train_cfg(federation_id="late"), _vec())
     finally:
         store.close()

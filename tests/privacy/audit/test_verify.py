@@ -350,6 +350,7 @@ def test_pinned_coordinator_key_and_trusted_nodes_verify(federation, tmp_path):
     r = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--allow-unpinned"])  # what it can, and what not
     assert r.exit_code == 0 and "WARN pins: not checked (--allow-unpinned)" in r.output and "VERIFIED" in r.output
     assert "who signed the manifest" in r.output and "which communities the nodes are" in r.output
+    assert "WARN node-heads: not checked (no --node-head)" in r.output  # review 15: says what VERIFIED does not cover
     r = CliRunner().invoke(cli, ["audit", "verify", str(bundle), "--coordinator-key", str(pub), *trust,
                                  "--trust-node", "ab" * 32])  # a pinned node missing from the bundle fails
     assert r.exit_code == 1 and "FAIL nodes:trusted" in r.output and "missing from the bundle" in r.output
