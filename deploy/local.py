@@ -71,7 +71,7 @@ FAST_POLLING = {
 }
 # ClientApp processes forked from a SuperExec that imported these once (deploy/superexec.py), instead of
 # a fresh interpreter importing Flower, the ClientApp and torch for every message.
-WARM_CLIENTAPP = {"CAIRN_WARM_CLIENTAPP": "node.client_app,node.releases,node.training"}
+WARM_CLIENTAPP = {"CAIRN_WARM_CLIENTAPP": "node.client_app,node.releases,node.training,opacus"}
 FLOWER_POLLING = {  # Flower's own waits: what a deployment gets without any of the above
     "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "1.0",
     "CAIRN_SUPERNODE_POLL": "3.0",

@@ -217,6 +217,17 @@ def local_update(head_arch: dict, global_vec: np.ndarray, data, plan: TrainPlan)
     DP-SGD on an empty dataset releases, so N = 0 is not told apart by an error or a refusal."""
     if data.n_contributors == 0:
         data = ContributorTensors.nobody(data.dim)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the head's ops are tiny: a second intra-op thread only waits and syncs
+    try:                      # (measured: 100 steps 16.8 -> 1.8 CPU-s on 2 busy cores; issue 16)
+        return _local_update(head_arch, global_vec, data, plan)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _local_update(head_arch: dict, global_vec: np.ndarray, data, plan: TrainPlan) -> tuple[np.ndarray, dict]:
     head = head_from_config(head_arch)
     head.load_state_dict(vector_to_state(global_vec, head))
     res = train_dp(
