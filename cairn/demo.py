@@ -166,8 +166,13 @@ def demo(out: Path, contributors: int, rounds: int, features: str) -> None:
     pins = ["--coordinator-key", str(out / "coordinator" / "coordinator.key.pub")]
     for d in nodes:
         pins += ["--trust-node", NodeDir(d).node_id]
-    click.echo(f"(pinned: the coordinator's key and the {len(nodes)} communities' node ids)")
-    res = CliRunner().invoke(cli, ["audit", "verify", str(out / "bundle"), *pins], catch_exceptions=False)
+    heads = []  # and each community's own signed head for this run, as it publishes it (`cairn node head`)
+    (out / "heads").mkdir(exist_ok=True)
+    for d in nodes:
+        cairn("node", "head", d, "--run", cfg.federation_id, "--out", out / "heads" / f"{d.name}.json")
+        heads += ["--node-head", str(out / "heads" / f"{d.name}.json")]
+    click.echo(f"(pinned: the coordinator's key and the {len(nodes)} communities' node ids; each node's own signed head)")
+    res = CliRunner().invoke(cli, ["audit", "verify", str(out / "bundle"), *pins, *heads], catch_exceptions=False)
     lines = res.output.rstrip().splitlines()
     click.echo("\n".join(lines[:3] + ["  ..."] + lines[-3:]) if len(lines) > 8 else res.output.rstrip())
     if res.exit_code != 0:
