@@ -79,13 +79,15 @@ def _proc_table() -> dict[int, tuple[int, float]]:
     return out
 
 
-def run_sampling_cpu(argv: list[str], interval: float = 0.25, **kw) -> tuple[subprocess.CompletedProcess, float]:
+def run_sampling_cpu(argv: list[str], interval: float = 0.25, **kw) -> tuple[subprocess.CompletedProcess, float, dict]:
     """Run `argv`; also return the CPU seconds its whole process tree used (SuperLink, SuperNodes, SuperExecs,
     every ServerApp and ClientApp process), sampled from /proc every `interval` s: a process's CPU after its
-    last sample is lost, so this slightly under-counts; it does not move with other work on the machine."""
+    last sample is lost, so this slightly under-counts; it does not move with other work on the machine.
+    The third value splits the CPU seconds by part of the deployment (`_kind`)."""
     import threading
 
     cpu: dict[int, float] = {}
+    kinds: dict[int, str] = {}
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw) as proc:
         done = threading.Event()
 
@@ -100,6 +102,8 @@ def run_sampling_cpu(argv: list[str], interval: float = 0.25, **kw) -> tuple[sub
                 for pid in tree:
                     if pid in table:
                         cpu[pid] = max(cpu.get(pid, 0.0), table[pid][1])
+                        if pid not in kinds:
+                            kinds[pid] = _kind(pid)
                 done.wait(interval)
 
         t = threading.Thread(target=sample, daemon=True)
@@ -107,7 +111,26 @@ def run_sampling_cpu(argv: list[str], interval: float = 0.25, **kw) -> tuple[sub
         out, err = proc.communicate()
         done.set()
         t.join()
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err), sum(cpu.values())
+    by_kind: dict[str, float] = {}
+    for pid, sec in cpu.items():
+        by_kind[kinds.get(pid, "other")] = by_kind.get(kinds.get(pid, "other"), 0.0) + sec
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err), sum(cpu.values()), by_kind
+
+
+def _kind(pid: int) -> str:
+    """Which part of the deployment a process is, from its command line (a forked ClientApp keeps its
+    SuperExec's command line, so ClientApps count under the SuperExec that forked them)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "other"
+    for key, name in (("flower-superlink", "SuperLink"), ("supernode", "SuperNodes"), ("flwr-serverapp", "ServerApp"),
+                      ("serverapp", "ServerApp SuperExec"), ("superexec", "ClientApp SuperExecs and their ClientApps"),
+                      ("flwr-clientapp", "ClientApps (cold)"), ("deploy.local", "deploy.local driver"),
+                      ("flwr ", "flwr CLI")):
+        if key in cmd:
+            return name
+    return "other"
 
 
 def deploy_once(template: list[Path], work: Path, rounds: int, secagg: bool, flower_polling: bool, cold: bool = False) -> dict:
@@ -120,7 +143,7 @@ def deploy_once(template: list[Path], work: Path, rounds: int, secagg: bool, flo
     argv += ["--flower-polling"] if flower_polling else []
     argv += ["--cold-clientapp"] if cold else []
     t0 = time.monotonic()
-    cp, cpu = run_sampling_cpu(argv, env=ENV, cwd=ROOT)
+    cp, cpu, by_kind = run_sampling_cpu(argv, env=ENV, cwd=ROOT)
     wall = time.monotonic() - t0
     if cp.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({cp.returncode}):\n{cp.stdout[-3000:]}\n{cp.stderr[-3000:]}")
@@ -133,7 +156,8 @@ def deploy_once(template: list[Path], work: Path, rounds: int, secagg: bool, flo
             if (r := re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+) cairn\.coordinator INFO round \d+: ", line)):
                 ends.append(time.mktime(time.strptime(r.group(1), "%Y-%m-%d %H:%M:%S")) + int(r.group(2)) / 1000)
     gaps = [b - a for a, b in zip(ends, ends[1:])]
-    return {"wall": wall, "run": float(m.group(1)) if m else float("nan"), "messages": max(received, default=0), "cpu": cpu,
+    return {"wall": wall, "run": float(m.group(1)) if m else float("nan"), "messages": max(received, default=0),
+            "cpu": cpu, "cpu_by_kind": by_kind,
             "rounds": rounds, "gaps": gaps}
 
 
@@ -248,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
                          "per_round_run": per_run, "cpu_per_round": cpu, "messages_per_round": msgs, "target": target})
             print(f"{'yes' if secagg else 'no':<7} {'Flower' if fp else 'tuned':<8} {one['wall']:10.1f} {three['wall']:11.1f} "
                   f"{per:12.1f} {per_run:11.1f} {gaps:>13} {cpu:12.1f} {msgs:11.1f} {target:7.0f}  {'yes' if ok else 'NO'}")
+        for (secagg, fp), (one, three) in results.items():
+            per_kind = {k: (three["cpu_by_kind"].get(k, 0.0) - one["cpu_by_kind"].get(k, 0.0)) / 2
+                        for k in set(one["cpu_by_kind"]) | set(three["cpu_by_kind"])}
+            print(f"CPU s per round by process, secagg {'yes' if secagg else 'no'}, {'Flower' if fp else 'tuned'} polling: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1])))
         if a.flower_polling:
             parts = []
             for s in sorted({s for s, _ in results}):

@@ -16,6 +16,12 @@ fresh process; its peak RSS). `--profile` runs cProfile in this process (the dri
 and the Simulation Engine's scheduling; the ClientApps run in Ray worker processes, so their work
 shows here as waiting) and prints own time grouped by top-level package.
 Each row runs on its own; a slow row can be skipped by leaving it out.
+
+Feasible on a 2-core machine (issue 16, measured 2026-12-01 under load 3-22): `--communities 100 1000
+--community-size 20 --steps 2` (20 members a community instead of 100, 2 DP-SGD steps instead of 100,
+hashed features): 100 communities in 57 s / 2.5 GB, 1,000 in 1,697 s / 5.3 GB. The Simulation Engine runs
+two ClientApps at a time here (coordinator/simulation.py), so the round grows linearly with communities;
+the driver's profile is almost all waiting for them.
 """
 
 from __future__ import annotations

@@ -459,10 +459,12 @@ class LocalDeployment:
             if p is not None and not p.alive():
                 raise DeploymentError(f"{p.name} died during run {run_id} ({p.popen.returncode}):\n{_tail(p.log)}")
 
-    def wait(self, run_id: str, timeout: float = 600.0, poll: float = 10.0) -> dict:
+    def wait(self, run_id: str, timeout: float = 600.0, poll: float = 30.0) -> dict:
         """Wait for the run to finish; returns its `flwr list` entry. The run's log streams into
-        logs/run-ID.log (`flwr log --stream`, which ends with the run); `flwr list` is polled only
-        every `poll` seconds as a fallback (each CLI call costs a Python start-up)."""
+        logs/run-ID.log (`flwr log --stream`, which ends with the run); `flwr list` is asked when the
+        stream ends, and otherwise only every `poll` seconds as a fallback: each CLI call is a Python
+        start-up importing Flower, and at a 10 s fallback these calls cost 2 CPU-seconds per round on a
+        busy machine (bench/deployment.py's CPU split by process)."""
         streamer = self._spawn(f"run-{run_id}", [self._exe("flwr"), "log", run_id, CONNECTION, "--stream"], self.cli_home)
         try:
             deadline = time.monotonic() + timeout

@@ -209,7 +209,9 @@ class MiniLMFeaturizer:
             if self._onnx is None:
                 from model.onnx_minilm import OnnxMiniLM
 
-                self._onnx = OnnxMiniLM(minilm_model_path(), self.backend, self.batch_size, self.max_seq_length or 256)
+                # batches of at most 16 length-sorted texts: less padding, activations in cache; 1.2x the texts
+                # per CPU-second of batches of 64 (bench/featurize.py, issue 16)
+                self._onnx = OnnxMiniLM(minilm_model_path(), self.backend, min(self.batch_size, 16), self.max_seq_length or 256)
             return self._onnx.encode(texts)
         show = self.progress if self.progress is not None else len(texts) > 10 * self.batch_size
         out = []

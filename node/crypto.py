@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -80,19 +81,43 @@ class StoreCipher:
     def seal(self, plaintext: bytes, context: bytes) -> bytes:
         """AES-256-GCM of `plaintext` under a fresh random nonce, bound to `context` (nonce || ciphertext)."""
         nonce = os.urandom(NONCE)
-        return nonce + AESGCM(self.enc_key).encrypt(nonce, plaintext, context)
+        return nonce + self._aead.encrypt(nonce, plaintext, context)
+
+    def seal_many(self, items: list[tuple[bytes, bytes]]) -> list[bytes]:
+        """`seal` of each (plaintext, context), their fresh random nonces drawn from the OS in one call."""
+        pool = os.urandom(NONCE * len(items))
+        enc = self._aead.encrypt
+        out = []
+        for i, (plaintext, context) in enumerate(items):
+            nonce = pool[i * NONCE:(i + 1) * NONCE]
+            out.append(nonce + enc(nonce, plaintext, context))
+        return out
 
     def open(self, blob: bytes, context: bytes) -> bytes:
         """The plaintext of a `seal`ed blob for the same `context`; CryptoError when it does not authenticate."""
         try:
-            return AESGCM(self.enc_key).decrypt(blob[:NONCE], blob[NONCE:], context)
+            return self._aead.decrypt(blob[:NONCE], blob[NONCE:], context)
         except InvalidTag:
             raise CryptoError("decryption failed: wrong store key or passphrase, or the data was altered") from None
 
     def ident(self, *parts: str) -> str:
         """Keyed identifier of `parts` (hex HMAC-SHA256): stable per node, reveals nothing."""
-        msg = "\x1f".join(parts).encode("utf-8")
-        return hmac.new(self.mac_key, msg, hashlib.sha256).hexdigest()
+        h = self._mac.copy()  # the keyed state once, copied per call: the same HMAC, without re-keying
+        h.update("\x1f".join(parts).encode("utf-8"))
+        return h.hexdigest()
+
+    def __getstate__(self) -> dict:
+        """The keys only (what pickling and copying keep): the cached AES-GCM and HMAC states are rebuilt."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    # Built once per cipher (not fields: cached_property writes the instance dict, which a frozen dataclass allows).
+    @cached_property
+    def _aead(self) -> AESGCM:
+        return AESGCM(self.enc_key)
+
+    @cached_property
+    def _mac(self) -> "hmac.HMAC":
+        return hmac.new(self.mac_key, digestmod=hashlib.sha256)
 
     def check_value(self) -> str:
         """A value stored at init, to tell a wrong key or passphrase from corrupted data."""

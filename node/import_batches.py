@@ -132,7 +132,8 @@ def run(store: "Store", file_name: str, file_sha256: str, fmt: str, imported_at:
             import_id = store.conn.execute(
                 "INSERT INTO imports(file_name, file_sha256, format, imported_at, records, duplicates, skipped, state)"
                 " VALUES(?,?,?,?,0,0,0,'pending')", (file_name, file_sha256, fmt, imported_at)).lastrowid
-        store._pending_import, store._deferred_consent = import_id, {}  # type: ignore[attr-defined]
+        # _ensured: the contributors this import has written or deferred (node/record_writer.py)
+        store._pending_import, store._deferred_consent, store._ensured = import_id, {}, set()  # type: ignore[attr-defined]
         try:
             yield Batches(store, import_id)
         except BaseException:
@@ -140,7 +141,7 @@ def run(store: "Store", file_name: str, file_sha256: str, fmt: str, imported_at:
             discard(store, import_id)
             raise
         finally:
-            store._pending_import, store._deferred_consent = None, {}  # type: ignore[attr-defined]
+            store._pending_import, store._deferred_consent, store._ensured = None, {}, set()  # type: ignore[attr-defined]
 
 
 def _finish(store: "Store", import_id: int) -> None:

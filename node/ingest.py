@@ -29,6 +29,7 @@ from node.importers.diagnose import file_problem
 from node.importers.table import NAME as TABLE
 from node.importers.table import kind_of
 from node.ownership import OwnershipError
+from node.record_writer import ADDED, CHUNK, DUPLICATE, existing_uids, write_batch
 from node.redact import contact_kind, redact_record
 from node.store import Store, utcnow
 
@@ -133,7 +134,23 @@ def import_file(
             before = set(store.contributor_ids())
             seen: set[str] = set()
             prepared: list = []
-            keys: set[tuple[str, str]] = set()  # (source, key) of the prepared, not yet written records
+            keys: set[str] = set()  # uids (keyed ids of source and key) of the prepared, not yet written records
+            parsed: list = []  # (line, record, uid) read, not yet checked against the store (one query per CHUNK)
+
+            def prepare() -> None:
+                """Duplicates counted and skipped, the rest redacted into `prepared`, written when a batch is due."""
+                stored = existing_uids(store, [uid for _, _, uid in parsed])
+                for line, rec, uid in parsed:
+                    if uid in keys or uid in stored:
+                        report.duplicates += 1
+                        continue
+                    keys.add(uid)
+                    prepared.append((line, rec, uid, redact_record(rec)))
+                    if batches.due(len(prepared)):
+                        _write(store, batches, prepared, path, skip_invalid, report, seen, consent_row)
+                        keys.clear()  # written: a later copy is found in the store (or by write_batch)
+                parsed.clear()
+
             for item in read_records(path, fmt=fmt, contributor=contributor, max_record_bytes=max_record_bytes,
                                      mapping=mapping, id_prefix=id_prefix):
                 if bar is not None:
@@ -147,14 +164,10 @@ def import_file(
                         first_errors.append(item)
                     continue
                 _line, rec = item
-                if (rec.source, rec.key) in keys or store.has_record(rec.source, rec.key):
-                    report.duplicates += 1
-                    continue
-                keys.add((rec.source, rec.key))
-                prepared.append((_line, rec, redact_record(rec)))
-                if batches.due(len(prepared)):
-                    _write(store, batches, prepared, path, skip_invalid, report, seen, consent_row)
-                    keys.clear()
+                parsed.append((_line, rec, store.cipher.ident("record", rec.source, rec.key)))
+                if len(parsed) >= CHUNK:
+                    prepare()
+            prepare()
             _write(store, batches, prepared, path, skip_invalid, report, seen, consent_row)
             report.known_ids = len(seen & before)
             _check_something(path, report, first_errors)
@@ -174,24 +187,34 @@ def import_file(
 
 def _write(store: Store, batches, prepared: list, path: Path, skip_invalid: bool, report: ImportReport,
            seen: set[str], consent_row) -> None:
-    """Write the prepared (line, record, redaction counts) in one short transaction, then empty the list."""
+    """Write the prepared (line, record, uid, redaction counts) in one short transaction
+    (node/record_writer.py: a few statements per batch), then empty the list."""
+    kinds: list[str] = []  # feedback kinds stored, counted once per batch
+    ids: list[str] = []  # contributor ids of the batch as the file names them (report.known_ids)
     with batches.batch():
-        for line, rec, counts in prepared:
-            try:
-                added = store.add_record(rec, batches.import_id, consent_row)
-            except OwnershipError as e:  # a bad record: named by file, line and field
-                msg = f"{path}:{line}: field 'feedback[{e.index}].contributor': {e}"
+        snap, outcomes = write_batch(store, [(rec, uid) for _, rec, uid, _ in prepared], batches.import_id, consent_row)
+        for (line, rec, _uid, counts), outcome in zip(prepared, outcomes):
+            if isinstance(outcome, OwnershipError):  # a bad record: named by file, line and field
+                msg = f"{path}:{line}: field 'feedback[{outcome.index}].contributor': {outcome}"
                 if not skip_invalid:
                     raise ImportFailed(f"{msg} (nothing was imported; use --skip-invalid to import the valid records)") from None
                 report.skipped.append(msg)
                 continue
-            seen |= {store.resolve(f.contributor) for f in rec.feedback} | ({store.resolve(rec.owner)} if rec.owner else set())
-            if added:
+            ids.extend([f.contributor for f in rec.feedback])
+            if rec.owner:
+                ids.append(rec.owner)
+            if outcome == ADDED:
                 report.records += 1
-                report.redactions.update(counts)
-                report.feedback.update(f.kind for f in rec.feedback if not store.is_withdrawn(f.contributor))
+                if counts:
+                    report.redactions.update(counts)
+                kinds.extend([f.kind for f in rec.feedback if not snap.withdrawn(f.contributor)] if snap.tombs
+                             else [f.kind for f in rec.feedback])
+            elif outcome == DUPLICATE:  # stored meanwhile by another writer (a member's contribution)
+                report.duplicates += 1
             else:
                 report.withdrawn += 1
+    seen.update(map(snap.resolve, ids) if snap.links else ids)
+    report.feedback.update(kinds)
     prepared.clear()
 
 

@@ -188,6 +188,26 @@ COMBINED = re.compile(f"{_BODY}|(?P<presidio>(?={PREFILTER.pattern}))")
 COMBINED_NO_PRESIDIO = re.compile(_BODY)
 # The alternatives that outrank each one: a match that one of them overlaps falls back to `_sequential`.
 _HIGHER = {g: re.compile("|".join(f"(?:{p})" for _, _, p, _ in ALTERNATIVES[:i])) for i, (g, *_) in enumerate(ALTERNATIVES) if i}
+# A shape every match of COMBINED holds (each alternative's, and the Presidio pre-filter's): "@" (e-mail,
+# credentials), "://", a dotted or double-colon group, a country code and check digits (IBAN; Italian fiscal
+# code), "+" and a digit, a national trunk prefix before a separator, six digits with single separators
+# (cards, SSNs, NHS numbers, North American phones, the pre-filter's runs), a Base58 or Bech32 wallet's
+# start. A text where none is found is returned as it is after one search. Written as one character class
+# (each shape's first character, so that the regex engine skips every other character fast) followed by
+# the shapes' rests, each behind a lookbehind for its own first character. tests/node/
+# test_redact_single_pass.py checks that it is found wherever COMBINED matches.
+NECESSARY = re.compile(r"[@:+\dA-Zb](?:(?<=@)|(?<=:)//|(?<=:)[0-9A-Fa-f]{0,4}:|(?<=\d)\.\d|(?<=[A-Z])[A-Z]\d\d|(?<=\+)\d"
+                       r"|(?<=0)\d{1,4}\)?[ /-]\d\d|(?<=\d)(?:[\s./-]?\d){5}|(?<=[13])[1-9A-HJ-NP-Za-km-z]{25}"
+                       r"|(?<=b)c1[02-9ac-hj-np-z]{11})")
+
+
+def _maybe_pii(text: str) -> bool:
+    """False when no layout of the module table (nor Presidio's pre-filter) can match in `text`: it holds
+    no trigger character (every NECESSARY shape holds one), or no NECESSARY shape."""
+    trigger = TRIGGER if text.isascii() else TRIGGER_UNICODE
+    return trigger.search(text) is not None and NECESSARY.search(text) is not None
+
+
 # Every alternative's match holds a digit, an "@" or a ":" (IPv6 and URL credentials) within REACH
 # characters of its ends; text far from these is never scanned.
 TRIGGER = re.compile(r"[0-9@:]")
@@ -292,7 +312,7 @@ def _sequential(text: str, counts: Counter) -> tuple[str, bool]:
 def redact(text: str) -> tuple[str, Counter]:
     """`text` with PII replaced by the tokens in the module table, and how many of each kind."""
     counts: Counter = Counter()
-    if not text:
+    if not text or not _maybe_pii(text):
         return text, counts
     text, flagged = _scan(text, counts)
     if flagged:
@@ -308,6 +328,8 @@ def contact_kind(value: str) -> str | None:
     """"an e-mail address" or "a phone number" when `value` holds one, else None: a contributor id that
     is a person's contact is refused at import (node/importers/common.py `Context.who`), since ids are
     stored in clear."""
+    if not _maybe_pii(value):
+        return None  # no e-mail or phone layout can match (see NECESSARY)
     for g, kind, _, ok in ALTERNATIVES:
         if kind in CONTACT:
             for m in _ALT[g][1].finditer(value):
@@ -319,6 +341,8 @@ def contact_kind(value: str) -> str | None:
 def _redact_value(value, total: Counter):
     """Strings redacted, dicts' values and lists' items recursively; anything else unchanged."""
     if isinstance(value, str):
+        if not value or not _maybe_pii(value):
+            return value  # redact() would return it unchanged, with no counts (saves building a Counter)
         value, c = redact(value)
         total.update(c)
         return value

@@ -52,3 +52,31 @@ def test_presidio_runs_only_when_its_shape_is_seen(monkeypatch):
     assert calls == []
     redact("order 20230518-0042 shipped")
     assert len(calls) == 1
+
+
+def test_the_necessary_shape_holds_wherever_the_combined_pattern_matches():
+    """redact() returns a text unscanned when NECESSARY finds nothing in it, so NECESSARY must be found in
+    every text where any alternative (or the Presidio pre-filter) matches, validators aside: random texts
+    dense in digits, separators, "@", ":", "+", "(", hex letters and capitals."""
+    import random
+
+    rng = random.Random(16)
+    alphabet = "0123456789" * 6 + " -./:@+()_\n" * 2 + "abcdefABCDEFGHXYZ" + "٣"  # an Arabic-Indic digit too
+    found = 0
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        m = redact_mod.COMBINED.search(text)
+        if m is not None:
+            found += 1
+            assert redact_mod.NECESSARY.search(text) is not None, text
+        if redact_mod.NECESSARY.search(text) is None:
+            assert redact(text) == (text, {})
+    assert found > 2000  # the texts exercise the pattern
+
+
+def test_text_without_the_necessary_shape_is_left_as_it_is():
+    assert redact_mod.NECESSARY.search("question 17: how do I sort 42 items by key?") is None
+    for text in ("a@b.io", "postgres://a:b@h", "GB82 WEST 1234 5698 7654 32", "8.8.8.8", "fe80::1", "+44 20 7946 0958",
+                 "020 7946 0958", "(030) 12345678", "536-22-8734", "4111111111111111",
+                 "1BoatSLRHtKNngkdXEeobR76b53LETtpyT", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "RSSMRA85T10A562S"):
+        assert redact_mod.NECESSARY.search(text) is not None, text
