@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from coordinator.aggregation import aggregate
@@ -34,6 +34,8 @@ from coordinator.bundle import audit_written, check_out_writable, write_bundle
 from coordinator.heads import Collected, RunGrid, dropped_ids
 from coordinator.planning import ask_budgets_and_plan, plan_dict
 from coordinator.polling import PollingGrid
+from coordinator.secure_sum import plan_files, secure_sum  # SecAgg+ (moved; callers import secure_sum here too)
+from coordinator.secure_sum import send as _send
 from coordinator.signing import load_or_create_key
 from model.presets import preset_config
 from model.reward_model import RewardHead, state_to_vector, vector_to_state
@@ -41,8 +43,6 @@ from model.training_config import TRAINING
 from privacy import configure
 from privacy.keys import raw_public_key
 from privacy.secagg.constants import SecAggError
-from privacy.secagg.protocol import Params, SecAggServer
-from privacy.secagg.quantization import dequantize_sum
 from protos import bundle_pb2
 from protos.bundle import LEADERBOARD, LEADERBOARD_PNG, STATISTICS
 from protos.wire import Key, MessageType, Record
@@ -89,6 +89,7 @@ class FederationConfig:
     # created (0600) when missing. "" signs with a one-off key that no auditor can pin.
     coordinator_key: str = ""
     dry_run: bool = False  # ask the nodes' budgets, make the plan, spend nothing, write no bundle
+    dp: str = "local"  # "local": each node noises its own update; "distributed": coordinator/distributed.py
 
     def __post_init__(self):
         if not self.federation_id:
@@ -97,6 +98,10 @@ class FederationConfig:
             raise ValueError(f"train_share must be in (0, 1], got {self.train_share}")
         if self.secagg and self.aggregation != "fedavg":
             raise ValueError("robust aggregation needs each update in the clear: it cannot run with secure aggregation")
+        if self.dp not in ("local", "distributed"):
+            raise ValueError(f"dp must be 'local' or 'distributed', got {self.dp!r}")
+        if self.dp == "distributed":  # one DP-SGD step over the union per round, summed only by SecAgg+
+            self.local_steps, self.secagg, self.aggregation = 1, True, "fedavg"
 
 
 def check_out_empty(out: str) -> None:
@@ -120,18 +125,6 @@ def coordinator_signing_key(cfg: FederationConfig):
     return key
 
 
-def _send(grid: Grid, kind: str, nodes: list[int], contents: dict[int, RecordDict], group: str, timeout) -> dict[int, Message]:
-    msgs = [Message(content=contents[n], message_type=kind, dst_node_id=n, group_id=group) for n in nodes]
-    out = {}
-    for rep in grid.send_and_receive(msgs, timeout=timeout):
-        src = rep.metadata.src_node_id
-        if rep.has_error():
-            log.warning("node %s failed %s: %s", src, kind, rep.error.reason)
-            continue
-        out[src] = rep
-    return out
-
-
 def wait_for_nodes(grid: Grid, n: int, seconds: float) -> list[int]:
     """The connected node ids once `n` are connected, or whoever is connected after `seconds`."""
     deadline = time.time() + seconds
@@ -140,43 +133,6 @@ def wait_for_nodes(grid: Grid, n: int, seconds: float) -> list[int]:
         if len(nodes) >= n or time.time() > deadline:
             return nodes
         time.sleep(0.2)
-
-
-def secure_sum(grid: Grid, nodes: list[int], cfg: FederationConfig, dim: int, group: str) -> tuple[np.ndarray, list[int]]:
-    """SecAgg+ over `nodes` (each holds its pending update): returns (sum, contributing nodes)."""
-    idx = {n: i + 1 for i, n in enumerate(nodes)}  # protocol ids 1..n (Flower ids exceed int64)
-    back = {i: n for n, i in idx.items()}
-    t = max(2, len(nodes) // 2 + 1)
-    params = Params(tuple(idx.values()), t, cfg.secagg_clip, cfg.secagg_levels, dim)
-    server = SecAggServer(params)
-    def config(values: dict) -> RecordDict:
-        return RecordDict({Record.CONFIG: ConfigRecord(values)})
-
-    contents = {n: config({Key.ME: idx[n], Key.PARAMS: params.to_json()}) for n in nodes}
-    reps = _send(grid, MessageType.SECAGG_KEYS, nodes, contents, group, cfg.timeout)
-    keys = {n: r.content[Record.KEYS] for n, r in reps.items()}
-    pks = server.collect_public_keys({idx[n]: (bytes(k[Key.C_PK]), bytes(k[Key.S_PK])) for n, k in keys.items()})
-    pk_json = json.dumps({str(u): [c.hex(), s.hex()] for u, (c, s) in pks.items()})
-    live = [back[u] for u in pks]
-    contents = {n: config({Key.PKS: pk_json}) for n in live}
-    reps = _send(grid, MessageType.SECAGG_SHARES, live, contents, group, cfg.timeout)
-    inbox = server.route_shares({idx[n]: {int(v): bytes(ct) for v, ct in r.content[Record.SHARES].items()}
-                                 for n, r in reps.items()})
-    live = [back[u] for u in inbox]
-    contents = {n: RecordDict({Record.INBOX: ConfigRecord({str(u): ct for u, ct in inbox[idx[n]].items()})})
-                for n in live}
-    reps = _send(grid, MessageType.SECAGG_MASKED, live, contents, group, cfg.timeout)
-    survivors, dropped = server.collect_inputs({idx[n]: r.content[Record.ARRAYS].to_numpy_ndarrays()[0]
-                                                for n, r in reps.items()})
-    surv_nodes = [back[u] for u in survivors]
-    contents = {n: config({Key.SURVIVORS: survivors, Key.DROPPED: dropped}) for n in surv_nodes}
-    reps = _send(grid, MessageType.SECAGG_UNMASK, surv_nodes, contents, group, cfg.timeout)
-    reveals = {
-        idx[n]: {int(v): (bytes(b)[:1].decode(), bytes(b)[1:]) for v, b in r.content[Record.SHARES].items()}
-        for n, r in reps.items()
-    }
-    total, count = server.aggregate(reveals)
-    return dequantize_sum(total, count, cfg.secagg_clip, cfg.secagg_levels), surv_nodes
 
 
 def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
@@ -208,7 +164,10 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     rounds = bundle_pb2.RoundsRecord()
     names = {i[Key.NODE_ID]: i[Key.NAME] for i in infos.values()}
     trainers = [by_id[nid] for nid, p in plans.items() if p.asks("train") and nid in by_id]
-    for r in range(1, cfg.rounds + 1):
+    if cfg.dp == "distributed":  # one DP-SGD step over the union per round (coordinator/distributed.py)
+        from coordinator.distributed import distributed_rounds
+        global_vec = distributed_rounds(grid, cfg, head, global_vec, rounds, trainers, infos, plans, _send)
+    for r in range(1, (cfg.rounds if cfg.dp == "local" else 0) + 1):
         def train_cfg(n: int, r: int = r) -> ConfigRecord:  # the epsilon is the node's planned share
             return ConfigRecord({
                 "federation_id": cfg.federation_id, "round": r, "rounds": cfg.rounds, "local_steps": cfg.local_steps,
@@ -232,12 +191,15 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
             log.warning("round %d: %s (%s) refused: %s", r, names[nid], nid[:12], why)
         contributed: list[int] = []
         if cfg.secagg and len(ok) >= 2:
+            sa_refused: dict[int, str] = {}  # nodes whose own policy refused the signed run plan, keys or views
             try:
-                total, contributed = secure_sum(grid, sorted(ok), cfg, global_vec.size, f"secagg-{r}")
+                total, contributed = secure_sum(grid, sorted(ok), cfg, global_vec.size, f"secagg-{r}", refusals=sa_refused,
+                                                roster={n: bytes(infos[n][Key.LEDGER_PUBLIC_KEY]).hex() for n in ok})
                 update = (total / len(contributed)).astype(np.float32)
             except SecAggError as e:
                 log.warning("round %d: secure aggregation failed: %s", r, e)
                 update = None
+            refused.update({infos[n][Key.NODE_ID]: why for n, why in sa_refused.items()})
         elif ok and not cfg.secagg:
             contributed = sorted(ok)
             update = aggregate([reps[n].content[Record.ARRAYS].to_numpy_ndarrays()[0] for n in contributed],
@@ -271,7 +233,7 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     published = [i for i in infos.values() if i[Key.NODE_ID] in ledgers]
     heads = {nid: h.to_json() for nid in ledgers if (h := collected.published_head(nid)) is not None}
     summary = write_bundle(Path(cfg.out), head if trained else None, model_cfg, rounds, ledgers, published, cfg.federation_id,
-                           extra_files={**query_files, **policy_files(infos)}, artifacts=query_artifacts,
+                           extra_files={**query_files, **policy_files(infos), **plan_files(grid)}, artifacts=query_artifacts,
                            statistics=statistics, policies=policies, signing_key=signing_key, heads=heads)
     summary["plan"] = plan_dict(list(plans.values()))
     summary["dropped"] = {nid: [r.round for r in rounds.rounds if nid in r.dropped] for nid in dropped_ids(rounds)}

@@ -5,9 +5,11 @@ Handlers (message types, records and keys: the wire contract, protos/wire.py):
                       signed ledger export (so no separate `ledger` exchange is needed at the end).
 - train               one round of user-level DP-SGD; the round's ledger entry is committed
                       before the update leaves. With secure aggregation the update stays in the
-                      node's context until the SecAgg stages below ask for its masked form.
-- query.secagg_keys / query.secagg_shares / query.secagg_masked / query.secagg_unmask
-                      the node's side of SecAgg+ (privacy/secagg/).
+                      node's context until the SecAgg stages below ask for its masked form. With
+                      config dp = "distributed": one step of distributed DP (node/distributed.py).
+- query.secagg_keys / _shares / _masked / _consistency / _unmask
+                      the node's side of SecAgg+ (node/secagg.py, privacy/secagg/), each stage checked
+                      against the node's own policy ([trust]) and ledger key; refusals name the rule.
 - query.ledger        the signed ledger export (public by design); asked only when a node's latest
                       signed head is beyond the last export the coordinator received.
 Every reply carries the node's signed ledger head (`reply`, privacy/ledger_head.py, issue 15).
@@ -35,8 +37,6 @@ from flwr.clientapp import ClientApp
 
 from node.node_dir import NodeDir
 from privacy import configure
-from privacy.secagg.constants import Key as SecAggKey
-from privacy.secagg.protocol import Params, SecAggNode
 from protos.wire import SIMULATION_NODES_ENV, Key, MessageType, QueryError, Record, query_action
 
 DUMP_ENV = "CAIRN_TEST_DUMP_UPDATES"  # tests only: also write each plain update to this local folder
@@ -124,10 +124,13 @@ def hello(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One round of user-level DP-SGD through the release gate (ledger entry first), or a refusal."""
+    from node.distributed import handle, is_distributed
     from node.head import run_problem
     from node.training import TrainingRefused, train_round  # torch and Opacus: only handlers that train import them
     from privacy.release import PolicyViolation
 
+    if Record.CONFIG in msg.content and is_distributed(dict(msg.content[Record.CONFIG])):
+        return handle(msg, context)  # one DP-SGD step over the union (node/distributed.py)
     nd = node_dir_of(context)
     cfg = dict(msg.content[Record.CONFIG])
     arrays = msg.content[Record.ARRAYS].to_numpy_ndarrays() if Record.ARRAYS in msg.content else []
@@ -170,55 +173,47 @@ def ledger_record(nd: NodeDir, store) -> ConfigRecord:
     return ConfigRecord({Key.EXPORT: export.SerializeToString(deterministic=True)})
 
 
-def _secagg(context: Context) -> SecAggNode:
-    return SecAggNode.from_bytes(context.state[SecAggKey.STATE_RECORD][SecAggKey.STATE])
+def _secagg_stage(msg: Message, context: Context, stage: str) -> Message:
+    """One SecAgg+ stage (node/secagg.py), checked against this node's own policy and keys; a refusal (a
+    SecAggError, `policy rule <name>: ...`) is replied as a refusal naming the rule."""
+    from node import secagg
+    from privacy.secagg.constants import SecAggError
 
-
-def _save(context: Context, node: SecAggNode) -> None:
-    context.state[SecAggKey.STATE_RECORD] = ConfigRecord({SecAggKey.STATE: node.to_bytes()})
+    try:
+        records = getattr(secagg, f"{stage}_stage")(node_dir_of(context), context, msg.content)
+    except SecAggError as e:
+        records = {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)})}
+    return reply(msg, context, records)
 
 
 @app.query(query_action(MessageType.SECAGG_KEYS))
 def secagg_keys(msg: Message, context: Context) -> Message:
-    """SecAgg+ stage 1: fresh key pairs; replies with the public keys."""
-    cfg = msg.content[Record.CONFIG]
-    node = SecAggNode(int(cfg[Key.ME]), Params.from_json(str(cfg[Key.PARAMS])))
-    c_pk, s_pk = node.public_keys()
-    _save(context, node)
-    return reply(msg, context, {Record.KEYS: ConfigRecord({Key.C_PK: c_pk, Key.S_PK: s_pk})})
+    """SecAgg+ stage 1: the signed run plan checked against the policy; fresh key pairs signed by the ledger key."""
+    return _secagg_stage(msg, context, "keys")
 
 
 @app.query(query_action(MessageType.SECAGG_SHARES))
 def secagg_shares(msg: Message, context: Context) -> Message:
-    """SecAgg+ stage 2: secret shares of the node's seeds, encrypted to each neighbour."""
-    node = _secagg(context)
-    pks_json = json.loads(str(msg.content[Record.CONFIG][Key.PKS]))
-    pks = {int(k): tuple(bytes.fromhex(x) for x in v) for k, v in pks_json.items()}
-    cts = node.share_keys(pks)
-    _save(context, node)
-    return reply(msg, context, {Record.SHARES: ConfigRecord({str(v): ct for v, ct in cts.items()})})
+    """SecAgg+ stage 2: peers' key signatures checked; secret shares of the node's seeds, encrypted to each neighbour."""
+    return _secagg_stage(msg, context, "shares")
 
 
 @app.query(query_action(MessageType.SECAGG_MASKED))
 def secagg_masked(msg: Message, context: Context) -> Message:
-    """SecAgg+ stage 3: the pending update (DP already applied), quantized and masked."""
-    node = _secagg(context)
-    inbox = {int(k): bytes(v) for k, v in msg.content[Record.INBOX].items()}
-    update = context.state["pending_update"].to_numpy_ndarrays()[0]
-    y = node.masked_input(update.astype(np.float64), inbox)
-    del context.state["pending_update"]
-    _save(context, node)
-    return reply(msg, context, {Record.ARRAYS: ArrayRecord([y.astype(np.uint32)])})
+    """SecAgg+ stage 3: the pending value (DP already applied), quantized unless integers, and masked."""
+    return _secagg_stage(msg, context, "masked")
+
+
+@app.query(query_action(MessageType.SECAGG_CONSISTENCY))
+def secagg_consistency(msg: Message, context: Context) -> Message:
+    """SecAgg+ stage 4: the node signs its view of survivors and dropped nodes, once per plan."""
+    return _secagg_stage(msg, context, "consistency")
 
 
 @app.query(query_action(MessageType.SECAGG_UNMASK))
 def secagg_unmask(msg: Message, context: Context) -> Message:
-    """SecAgg+ stage 4: shares that unmask the sum (self-mask seeds of survivors, keys of the dropped)."""
-    node = _secagg(context)
-    cfg = msg.content[Record.CONFIG]
-    out = node.unmask(list(cfg[Key.SURVIVORS]), list(cfg[Key.DROPPED]))
-    _save(context, node)
-    return reply(msg, context, {Record.SHARES: ConfigRecord({str(v): kind.encode() + sh for v, (kind, sh) in out.items()})})
+    """SecAgg+ stage 5: given >= t signatures over its own view, shares that unmask the sum."""
+    return _secagg_stage(msg, context, "unmask")
 
 
 @app.query(query_action(MessageType.LEDGER))

@@ -360,7 +360,7 @@ def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tupl
     parts = partitions(kind, params)
     bounds(kind, params)
     gate = gate or open_gate(nd, store)
-    cached = gate.ledger.cached(request_hash(kind, request_of(query))) is not None  # a repeat: its earlier answer
+    cached = gate.cached(kind, request_of(query), query.secagg) is not None  # a repeat (never unmasked: secagg_only)
     if not cached:  # refused by the cap or the per-query cap BEFORE the store is read (review 15): a refusal
         # costs no work and takes no time that grows with the number of members
         epsilon_within_budget(float(query.epsilon), gate.budget(kind), policy, "query")
@@ -386,7 +386,7 @@ def answer_query(nd, store, query: query_pb2.Query, gate=None, now=None) -> tupl
         return canonical_json(ans), event
 
     rel = gate.release(kind, request_of(query), make_payload, contributors=n_contributors,
-                       round_id=query.round_id, cells=len(parts))
+                       round_id=query.round_id, cells=len(parts), secagg=query.secagg)
     payload = json.loads(rel.payload)
     answer = query_pb2.Answer(
         node_id=nd.node_id, query_name=kind, mechanism=payload["noise"], noise_scale=payload["noise_parameter"],

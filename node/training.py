@@ -190,6 +190,9 @@ def train_round(nd, store, cfg: dict, arrays: list, featurizer_key: str = "featu
     if plan is None and gate.budget("train").remaining_epsilon <= 0:  # before any member's data is read (review 15)
         raise TrainingRefused(f"policy rule epsilon_cap: budget exhausted ({gate.spent_epsilon():.3f} of "
                               f"{policy.epsilon_cap} spent)")
+    secagg = bool(cfg.get("secagg", False))  # read as node/client_app.py reads it: such an update leaves only masked
+    if plan is not None:  # a plaintext re-ask of a round released for secure aggregation: refused before any work
+        gate.cached("train", round_request(request, plan), secagg)  # (PolicyViolation secagg_only, issue 11)
     featurizer = featurizer_from_config(feat_cfg)
     data = contributor_data(store, policy, featurizer, request.max_pairs_per_contributor, request.federation_id)
     if plan is None:  # the noisy min_contributors test (own ledger entry), once for the plan's rounds
@@ -200,7 +203,8 @@ def train_round(nd, store, cfg: dict, arrays: list, featurizer_key: str = "featu
     update, _ = local_update(head_arch, global_vec, data, plan)
     rel = gate.release(
         "train",
-        {"federation": request.federation_id, "round": request.round, "plan": plan.__dict__},
+        round_request(request, plan),
+        secagg=secagg,
         contributors=None,  # tested by check_contributors when the plan was made
         round_id=f"{request.federation_id}/{request.round}",
         event=plan.event(),
@@ -208,6 +212,11 @@ def train_round(nd, store, cfg: dict, arrays: list, featurizer_key: str = "featu
         payload=update.astype(np.float32).tobytes(),
     )
     return request, plan, rel
+
+
+def round_request(request: TrainRequest, plan: TrainPlan) -> dict:
+    """What identifies a round for the release gate's cache: a repeated round gets its cached update."""
+    return {"federation": request.federation_id, "round": request.round, "plan": plan.__dict__}
 
 
 def local_update(head_arch: dict, global_vec: np.ndarray, data, plan: TrainPlan) -> tuple[np.ndarray, dict]:

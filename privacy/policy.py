@@ -38,6 +38,39 @@ class PolicyError(ValueError):
 
 
 @dataclass(frozen=True)
+class Trust:
+    """`[trust]`: whom the node relies on in secure aggregation and distributed DP (issue 11). Nodes check
+    every signed SecAgg+ run plan against it (privacy/secagg/run_plan.py); written only when not default."""
+
+    secagg_min_peers: int = 2  # fewest OTHER nodes in a SecAgg+ roster the node will aggregate with
+    # the plan's threshold t must be > fraction x (neighbourhood size + 1): with the default 0.5 no two
+    # disjoint halves of a neighbourhood can each reach t (Bonawitz et al. 2017 section 6)
+    secagg_threshold_fraction: float = 0.5
+    min_honest_nodes: int = 2  # distributed DP: the honest nodes whose noise shares alone reach the target
+    peers: tuple[str, ...] = ()  # pinned ledger public keys (hex); when set, every roster member must be one
+
+    def problems(self) -> list[str]:
+        """Every rule the values break, each naming its field."""
+        out = []
+        for name in ("secagg_min_peers", "min_honest_nodes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                out.append(f"trust.{name} must be an integer >= 1, got {v!r}")
+        f = self.secagg_threshold_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.5 <= f < 1:
+            out.append(f"trust.secagg_threshold_fraction must be in [0.5, 1), got {f!r}")
+        for k in self.peers:
+            if not isinstance(k, str) or len(k) != 64 or any(c not in "0123456789abcdef" for c in k):
+                out.append(f"trust.peers: {k!r} is not a 32-byte Ed25519 public key in lowercase hex")
+        return out
+
+    def to_toml_dict(self) -> dict:
+        """The fields that differ from their defaults (empty when all are default)."""
+        d = Trust()
+        return {k: list(v) if k == "peers" else v for k, v in asdict(self).items() if v != getattr(d, k)}
+
+
+@dataclass(frozen=True)
 class Policy:
     """A community's privacy policy (`policy.toml`): what the node may release, at what cost, and when."""
 
@@ -68,6 +101,7 @@ class Policy:
     licences: tuple[str, ...] = ("CC-BY-4.0", "CC0-1.0", "CC-BY-SA-4.0", "Apache-2.0")
     dimensions: str = "broad"  # the community's feedback paradigm: broad or specific dimensions
     definitions: str = "descriptive"  # prescriptive or descriptive definitions
+    trust: Trust = field(default_factory=Trust)  # [trust] (issue 11), written only when not default
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -113,7 +147,7 @@ class Policy:
             out.append(f"paradigm.dimensions must be one of {DIMENSIONS}, got {self.dimensions!r}")
         if self.definitions not in DEFINITIONS:
             out.append(f"paradigm.definitions must be one of {DEFINITIONS}, got {self.definitions!r}")
-        return out
+        return out + (self.trust.problems() if isinstance(self.trust, Trust) else ["trust must be a Trust"])
 
     # --- file format -------------------------------------------------------------------------
 
@@ -142,6 +176,8 @@ class Policy:
                 "licences": list(self.licences),
             },
             "paradigm": {"dimensions": self.dimensions, "definitions": self.definitions},
+            # written only when not default: a policy from before [trust] keeps its text and hash
+            **({"trust": trust} if (trust := self.trust.to_toml_dict()) else {}),
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -195,6 +231,30 @@ _SCHEMA: dict[tuple[str, str], tuple[str, type]] = {
 }
 
 
+_TRUST_TYPES: dict[str, type] = {"secagg_min_peers": int, "secagg_threshold_fraction": float,
+                                 "min_honest_nodes": int, "peers": list}
+
+
+def _load_trust(path: Path, raw: Any) -> Trust:
+    """The `[trust]` table (absent: the defaults); errors name the file and the field."""
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{path}: trust must be a table, got {raw!r}")
+    kwargs: dict = {}
+    for key, value in raw.items():
+        typ = _TRUST_TYPES.get(key)
+        if typ is None:
+            raise PolicyError(f"{path}: unknown field trust.{key} (known: {', '.join(_TRUST_TYPES)})")
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise PolicyError(f"{path}: field trust.{key} must be {typ.__name__}, got {value!r}")
+        kwargs[key] = tuple(cast(list, value)) if typ is list else value
+    trust = Trust(**kwargs)
+    if problems := trust.problems():
+        raise PolicyError(f"{path}: {'; '.join(problems)}")
+    return trust
+
+
 def query_epsilon_problem(policy: Policy, epsilon: Any, what: str = "query epsilon") -> str | None:
     """Why a requested query or discovery epsilon is refused by rule (None when acceptable): not a
     number, not finite, or below the policy's floor min_query_epsilon (checked before any calibration)."""
@@ -235,6 +295,7 @@ def load_policy(path: Path) -> Policy:
             raise PolicyError(f"{path}: field {section}.{key} must be {typ.__name__}, got {value!r}")
         kwargs[attr] = tuple(cast(list, value)) if typ is list else value
     kwargs["extra"] = raw.get("extra", {})
+    kwargs["trust"] = _load_trust(path, raw.get("trust", {}))
     try:
         return Policy(**kwargs)
     except PolicyError as e:

@@ -7,7 +7,8 @@
 Order of operations, each step refusing with PolicyViolation(rule=...) naming the policy rule:
  1. kind allowed (allowed_releases), answer size (max_release_cells);
  2. a repeated identical request (same kind and canonical request JSON) gets the cached earlier
-    payload: no new noise, no new budget, no new ledger entry;
+    payload: no new noise, no new budget, no new ledger entry; one answered for secure aggregation
+    is never served in the clear (secagg_only, issue 11);
  3. budget left (epsilon_cap): nothing is computed once the cap is spent; then enough contributors
     (min_contributors), decided on a NOISY count (`check_contributors`): the exact number of
     eligible contributors n is the node's secret, it is never written to the ledger nor said in a
@@ -37,7 +38,15 @@ from typing import Callable
 
 from privacy import samplers
 from privacy.accounting import EpsilonReport, epsilon_of, flatten
-from privacy.events import DiscreteGaussianEvent, DpEvent, EventError, dpsgd_params
+from privacy.events import (
+    DiscreteGaussianEvent,
+    DistributedDiscreteGaussianEvent,
+    DpEvent,
+    EventError,
+    PoissonSampledEvent,
+    SelfComposedEvent,
+    dpsgd_params,
+)
 from privacy.ledger import AlreadyReleased, CapExceeded, Ledger
 from privacy.policy import Policy
 from protos import ledger_pb2
@@ -45,6 +54,7 @@ from protos import ledger_pb2
 AGGREGATE_KINDS_EXEMPT = ("train",)  # max_query_epsilon applies to aggregate queries, not training
 THRESHOLD_PREFIX = "threshold:"  # ledger kind of a noisy min_contributors test: "threshold:<release kind>"
 TOO_FEW = "too few eligible contributors (noisy threshold)"  # the whole refusal: no count in it
+SECAGG_ONLY = "secagg_only"  # rule: a value released for secure aggregation never leaves in the clear
 
 
 class PolicyViolation(Exception):
@@ -96,10 +106,33 @@ def canonical_json(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def request_hash(kind: str, request: dict) -> str:
+def request_hash(kind: str, request: dict, secagg: bool = False) -> str:
     """Cache key: hex SHA-256 of the canonical JSON of {kind, request} (round ids are not part of it,
-    so re-asking the same query in a later round still gets the cached answer)."""
-    return hashlib.sha256(canonical_json({"kind": kind, "request": request})).hexdigest()
+    so re-asking the same query in a later round still gets the cached answer). A release made for
+    secure aggregation is cached under its own key ({kind, request, secagg: true}), so the gate knows
+    it may leave only masked (`ReleaseGate.cached`, issue 11)."""
+    body = {"kind": kind, "request": request, **({"secagg": True} if secagg else {})}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def ddg_params_of(event: DpEvent) -> tuple[float, float] | None:
+    """(central noise multiplier, sampling rate) of a distributed DP-SGD event (privacy/distributed_dp.py
+    `ddg_event`): the trust assumption's shares' total sigma over the clip, sqrt(shares) * sigma * gamma / clip,
+    and the Poisson rate (1.0 when not subsampled); None for any other event."""
+    q = 1.0
+    while isinstance(event, (SelfComposedEvent, PoissonSampledEvent)):
+        q = event.sampling_probability if isinstance(event, PoissonSampledEvent) else q
+        event = event.event
+    if not isinstance(event, DistributedDiscreteGaussianEvent):
+        return None
+    return math.sqrt(event.shares) * event.sigma * event.gamma / event.clip, q
+
+
+def ddg_shares_of(event: DpEvent) -> int | None:
+    """The honest shares (h) a distributed DP-SGD event's noise is sized for, or None for any other event."""
+    while isinstance(event, (SelfComposedEvent, PoissonSampledEvent)):
+        event = event.event
+    return int(event.shares) if isinstance(event, DistributedDiscreteGaussianEvent) else None
 
 
 def _base_kind(kind: str) -> str:
@@ -183,12 +216,19 @@ class ReleaseGate:
                 raise PolicyViolation("max_sampling_rate", f"sampling probability {q} > {p.max_sampling_rate}")
         if _base_kind(kind) == "train":
             sgd = dpsgd_params(event)
-            if sgd is None:
+            ddg = ddg_params_of(event) if sgd is None else None
+            z = sgd.noise_multiplier if sgd is not None else (ddg[0] if ddg is not None else None)
+            if z is None:
                 raise PolicyViolation("min_noise_multiplier", "a train release must be one DP-SGD event "
-                                      "(privacy.events.dpsgd_event), so that its noise can be checked")
-            if sgd.noise_multiplier < p.min_noise_multiplier:
-                raise PolicyViolation("min_noise_multiplier", f"noise multiplier {sgd.noise_multiplier:.4g} is below "
+                                      "(privacy.events.dpsgd_event or privacy.distributed_dp.ddg_event), so that its "
+                                      "noise can be checked")
+            if z < p.min_noise_multiplier:
+                raise PolicyViolation("min_noise_multiplier", f"noise multiplier {z:.4g} is below "
                                       f"the policy floor {p.min_noise_multiplier}")
+            h = ddg_shares_of(event) if ddg is not None else None
+            if h is not None and h > p.trust.min_honest_nodes:  # each share too small for the honest nodes counted on
+                raise PolicyViolation("trust.min_honest_nodes", f"noise shares sized for {h} honest nodes; this "
+                                      f"community counts on at most {p.trust.min_honest_nodes}")
         # cheap structural rules above first; the accountant only for what passes them
         own = epsilon_of([event], p.delta)
         if _base_kind(kind) not in AGGREGATE_KINDS_EXEMPT and own.epsilon > p.max_query_epsilon:
@@ -199,6 +239,20 @@ class ReleaseGate:
         return own
 
     # --- the release ------------------------------------------------------------------------------
+
+    def cached(self, kind: str, request: dict, secagg: bool = False) -> tuple[ledger_pb2.LedgerEntry, bytes] | None:
+        """The (entry, payload) that answered this request before, or None. A value released for secure
+        aggregation is only ever released masked (issue 11; ARCHITECTURE.md invariant 3): re-asked without
+        secagg it is refused (rule secagg_only), never served in the clear. One released in the clear is
+        served again under secagg (it is public already): no fresh noise either way."""
+        hit = self.ledger.cached(request_hash(kind, request, secagg))
+        if hit is not None:
+            return hit
+        other = self.ledger.cached(request_hash(kind, request, not secagg))
+        if other is not None and not secagg:
+            raise PolicyViolation(SECAGG_ONLY, "this request was answered for secure aggregation (ledger entry "
+                                  f"{other[0].body.seq}): its value leaves this node only masked, re-ask it with secagg")
+        return other
 
     def release(
         self,
@@ -212,20 +266,22 @@ class ReleaseGate:
         event: DpEvent | None = None,
         payload: bytes | None = None,
         plan: tuple[str, DpEvent] | None = None,
+        secagg: bool = False,
     ) -> Release:
         """Release through the policy and the ledger. Give `make_payload(budget)` (preferred: no
         noise is drawn for a cached or refused request), or an already computed `payload` and its
         `event`. `contributors`: the exact eligible count, used only by `check_contributors` (never
         written anywhere); None when the caller already ran that test for this release (a training
         plan runs it once, at its first round, for all its rounds). `plan`: (plan id, the whole plan's
-        event) when this release is one round of a training plan fixed in advance (privacy/ledger.py)."""
+        event) when this release is one round of a training plan fixed in advance (privacy/ledger.py).
+        `secagg`: the payload leaves only masked, by secure aggregation (see `cached`)."""
         if (make_payload is None) == (payload is None):
             raise TypeError("give exactly one of make_payload or payload (with event)")
         if payload is not None and event is None:
             raise TypeError("a precomputed payload needs its event")
         self.check_request(kind, cells)
-        rh = request_hash(kind, request)
-        hit = self.ledger.cached(rh)
+        rh = request_hash(kind, request, secagg)
+        hit = self.cached(kind, request, secagg)
         if hit is not None:
             return Release(hit[1], hit[0], True, rh)
         budget = self.budget(kind)

@@ -44,6 +44,7 @@ class MessageType:
     SECAGG_KEYS = "query." + Stage.KEYS
     SECAGG_SHARES = "query." + Stage.SHARES
     SECAGG_MASKED = "query." + Stage.MASKED
+    SECAGG_CONSISTENCY = "query." + Stage.CONSISTENCY
     SECAGG_UNMASK = "query." + Stage.UNMASK
 
 
@@ -126,6 +127,10 @@ class Key:
     DROPPED = SecAggKey.DROPPED
     C_PK = SecAggKey.C_PK
     S_PK = SecAggKey.S_PK
+    RUN_PLAN = SecAggKey.RUN_PLAN
+    KEY_SIG = SecAggKey.KEY_SIG
+    VIEW_SIG = SecAggKey.VIEW_SIG
+    VIEW_SIGS = SecAggKey.VIEW_SIGS
     # ledger, query, answer records
     EXPORT = "export"
     SIGNED_HEAD = "signed_head"  # JSON of privacy/ledger_head.py LedgerHead

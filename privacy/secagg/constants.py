@@ -1,13 +1,15 @@
 """SecAgg+ stages and message keys, named once for both ends, and the stage-order check.
 
 Owns the protocol's vocabulary (the way Flower names SecAgg+'s in
-flwr/common/secure_aggregation/secaggplus_constants.py): its four stages in protocol order, the
+flwr/common/secure_aggregation/secaggplus_constants.py): its five stages in protocol order, the
 keys of what each stage's messages carry, and the arithmetic modulus. protos/wire.py builds its
-SecAgg message types and keys from these; node/client_app.py and coordinator/server_app.py use them
+SecAgg message types and keys from these; node/client_app.py and coordinator/secure_sum.py use them
 through it. The stage-order check means a node answers a stage only right after the one before it, so a
-coordinator cannot replay a stage to the same node. It does NOT stop a coordinator that tells different
-nodes different survivor lists, picks a tiny threshold or substitutes keys (ARCHITECTURE.md invariant 3):
-that takes signed keys, a policy threshold and a consistency round (issue 11).
+coordinator cannot replay a stage to the same node. Against a coordinator that substitutes keys, shrinks
+the roster, picks a tiny threshold or tells different nodes different survivor lists stand the signed
+run plan and signed keys (run_plan.py) and the CONSISTENCY stage (Bonawitz et al. 2017 section 6,
+https://eprint.iacr.org/2017/281), checked by each node against its own policy (ARCHITECTURE.md
+invariant 3). Every such refusal is a SecAggError whose message starts `policy rule <name>:`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,36 @@ MOD = 1 << MOD_BITS
 
 
 class SecAggError(Exception):
-    """The protocol cannot go on (too few nodes, a stage out of order, a share routed wrongly)."""
+    """The protocol cannot go on (too few nodes, a stage out of order, a share routed wrongly), or a node
+    refuses by its policy (the message then starts `policy rule <name>:`, one of `Rule`)."""
+
+
+class Rule:
+    """The names of the rules a node enforces on a coordinator's SecAgg+ messages (`policy rule <name>:`)."""
+
+    PLAN_SIGNATURE = "secagg_plan_signature"  # the run plan's coordinator signature does not verify
+    ROSTER = "secagg_roster"  # this node's roster entry is not its own ledger key / ids not in the roster
+    MIN_PEERS = "secagg_min_peers"  # fewer other roster members than trust.secagg_min_peers
+    THRESHOLD = "secagg_threshold_fraction"  # threshold <= fraction x (neighbourhood + 1), or below 2
+    PINNED_PEERS = "trust.peers"  # a roster member that is not one of the policy's pinned keys
+    SIGNED_KEYS = "secagg_signed_keys"  # a peer's key pair not signed by its roster ledger key for this plan
+    PLAN_ONCE = "secagg_plan_once"  # a run plan this node already took part in (one view per plan)
+    CONSISTENCY = "secagg_consistency"  # fewer than t valid signatures over exactly this node's view
+    INBOX = "secagg_inbox"  # too few peers' shares to mask with, or a survivor whose shares never came
+    VALUE_ONCE = "secagg_value_once"  # a value already masked under another run plan (differencing two sums)
+    MIN_SURVIVORS = "secagg_min_survivors"  # fewer survivors than the value's owner requires
+    MODE = "secagg_mode"  # the plan's mode (float / integer) does not match the value the node holds
+    STAGE_ORDER = "secagg_stage_order"  # a stage asked out of order or twice (constants.Stage.check_next)
+    MALFORMED = "secagg_malformed"  # a coordinator message that does not parse: ids, hex, lengths, JSON
+
+    def __new__(cls) -> Rule:
+        """Not instantiable: a namespace of constants."""
+        raise TypeError(f"{cls.__name__} cannot be instantiated")
+
+
+def refuse(rule: str, why: str) -> SecAggError:
+    """The SecAggError of a refusal by rule: its message starts `policy rule <rule>:`."""
+    return SecAggError(f"policy rule {rule}: {why}")
 
 
 class Stage:
@@ -29,8 +60,9 @@ class Stage:
     KEYS = "secagg_keys"  # node: two fresh X25519 key pairs -> its public keys (c_pk, s_pk)
     SHARES = "secagg_shares"  # node: Shamir-share b_u and s_u^SK among neighbours, encrypted to each
     MASKED = "secagg_masked"  # node: its quantized input plus self and pairwise masks
-    UNMASK = "secagg_unmask"  # node: b-shares of survivors, s-shares of dropped nodes
-    ALL = (KEYS, SHARES, MASKED, UNMASK)
+    CONSISTENCY = "secagg_consistency"  # node: signs its view (plan digest, survivors, dropped), once per plan
+    UNMASK = "secagg_unmask"  # node: b-shares of survivors, s-shares of dropped nodes, given >= t view signatures
+    ALL = (KEYS, SHARES, MASKED, CONSISTENCY, UNMASK)
 
     def __new__(cls) -> Stage:
         """Not instantiable: a namespace of constants."""
@@ -40,13 +72,13 @@ class Stage:
     def check_next(cls, done: str, stage: str) -> None:
         """Raise SecAggError unless `stage` comes right after `done` ("" when no stage is done)."""
         if stage not in cls.ALL:
-            raise SecAggError(f"unknown SecAgg+ stage {stage!r} (stages: {', '.join(cls.ALL)})")
+            raise refuse(Rule.STAGE_ORDER, f"unknown SecAgg+ stage {stage!r} (stages: {', '.join(cls.ALL)})")
         at = cls.ALL.index(done) if done else -1
         want = cls.ALL.index(stage)
         if want <= at:
-            raise SecAggError(f"SecAgg+ stage {stage} was already answered")
+            raise refuse(Rule.STAGE_ORDER, f"SecAgg+ stage {stage} was already answered")
         if want > at + 1:
-            raise SecAggError(f"SecAgg+ stage {stage} before {cls.ALL[at + 1]}")
+            raise refuse(Rule.STAGE_ORDER, f"SecAgg+ stage {stage} before {cls.ALL[at + 1]}")
 
 
 class Key:
@@ -54,15 +86,19 @@ class Key:
 
     # coordinator -> node
     ME = "me"  # KEYS: the node's protocol id (1..n)
-    PARAMS = "params"  # KEYS: Params.to_json()
-    PKS = "pks"  # SHARES: JSON {id: [c_pk hex, s_pk hex]} of every node that sent keys
+    PARAMS = "params"  # (legacy name, unused since the signed run plan)
+    RUN_PLAN = "run_plan"  # KEYS: run_plan.SignedPlan.to_json() (the roster, threshold, neighbours, seed)
+    PKS = "pks"  # SHARES: JSON {id: [c_pk hex, s_pk hex, key signature hex]} of every node that sent keys
     INBOX = "inbox"  # MASKED: record {from id: ciphertext} of shares routed to this node
-    SURVIVORS = "survivors"  # UNMASK: ids that sent a masked input
-    DROPPED = "dropped"  # UNMASK: ids that shared keys but sent no masked input
+    SURVIVORS = "survivors"  # CONSISTENCY, UNMASK: ids that sent a masked input
+    DROPPED = "dropped"  # CONSISTENCY, UNMASK: ids that shared keys but sent no masked input
+    VIEW_SIGS = "view_sigs"  # UNMASK: JSON {id: view signature hex} collected in CONSISTENCY
     # node -> coordinator
-    KEYS = "keys"  # KEYS reply record: C_PK, S_PK
+    KEYS = "keys"  # KEYS reply record: C_PK, S_PK, KEY_SIG
     C_PK = "c_pk"  # X25519 public key of the share channel
     S_PK = "s_pk"  # X25519 public key of the pairwise masks
+    KEY_SIG = "key_sig"  # Ed25519 signature by the node's ledger key over (plan digest, id, c_pk, s_pk)
+    VIEW_SIG = "view_sig"  # CONSISTENCY reply: signature by the ledger key over (plan digest, survivors, dropped)
     SHARES = "shares"  # SHARES reply: {to id: ciphertext}; UNMASK reply: {of id: kind byte + share}
     # what the node keeps between stages (Flower context.state)
     STATE_RECORD = "secagg"
