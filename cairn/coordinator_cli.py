@@ -32,9 +32,22 @@ KEY = click.option("--coordinator-key", type=click.Path(path_type=Path), default
                         "its public key beside it in KEY.pub. Default: a one-off key auditors cannot pin.")
 OUT = click.option("--out", required=True, type=click.Path(path_type=Path),
                    help="Bundle directory to write (new or empty); written whole or not at all.")
+DP_HELP = (
+    "How training is noised. local (the default): each community adds its full DP-SGD noise to its own "
+    "update and the coordinator averages the updates. distributed: each round is ONE DP-SGD step over the "
+    "union of all communities' members; each community adds only its share of the noise (distributed "
+    "discrete Gaussian), sized so that the shares of the honest communities its policy counts on "
+    "(trust.min_honest_nodes) reach the target, and the coordinator sees only the sum (SecAgg+): the accuracy "
+    "of central DP without a trusted curator. Needs secure aggregation; --rounds is the number of steps "
+    "(default 100). A node refuses a round with fewer nodes than its policy's "
+    "trust.min_honest_nodes (and a SecAgg+ roster below trust.secagg_min_peers + 1), naming the rule."
+)
+
+
 SECAGG = click.option("--secagg/--no-secagg", default=True, show_default=True,
                       help="Secure aggregation (SecAgg+) of training updates and query answers: the coordinator sees "
-                           "only sums (then no per-community leaderboards).")
+                           "only sums (then no per-community leaderboards). Used with 3 or more nodes: a node's default policy "
+                           "(trust.secagg_min_peers = 2) refuses a roster with fewer than 2 other nodes.")
 
 
 def _query_options(fn):
@@ -83,7 +96,7 @@ def _config(node_dirs, *, out="", rounds=0, epsilon=TRAINING.epsilon, train_shar
 
     if aggregation != "fedavg" and secagg:
         raise click.UsageError("robust aggregation needs --no-secagg (it must see each update)")
-    several = len(node_dirs) >= 2
+    several = len(node_dirs) >= 3  # the default policy's trust.secagg_min_peers (2 other nodes)
     return FederationConfig(out=str(out), rounds=rounds, featurizer=preset_config(features), epsilon=epsilon,
                             train_share=train_share, local_steps=local_steps, aggregation=aggregation,
                             secagg=secagg and several, query_secagg=secagg and several, queries=list(queries),
@@ -174,14 +187,19 @@ def coordinator() -> None:
 @SECAGG
 @KEY
 @click.option("--dry-run", is_flag=True, help="Ask the nodes' budgets and print the plan; spend nothing, write nothing.")
+@click.option("--dp", type=click.Choice(["local", "distributed"]), default="local", show_default=True, help=DP_HELP)
 @JSON
 @friendly
 def run(node_dirs, out, rounds, epsilon, train_share, features, local_steps, aggregation, queries, query_epsilon,
-        models, languages, dimensions, topics, secagg, coordinator_key, dry_run, as_json) -> None:
+        models, languages, dimensions, topics, secagg, coordinator_key, dry_run, dp, as_json) -> None:
     """Plan, train and query over node directories (Flower Simulation Engine) and write a signed bundle.
 
     The plan (each node's budget, what training and each query will cost it, what remains) is made
     before anything is spent; `--dry-run` stops there."""
+    if dp == "distributed":
+        from cairn.federate import run_distributed
+
+        return run_distributed(dict(locals()))
     cfg = _config(node_dirs, out=out, rounds=rounds, epsilon=epsilon, train_share=train_share, features=features,
                   local_steps=local_steps, aggregation=aggregation, secagg=secagg, queries=queries,
                   query_epsilon=query_epsilon, models=models, languages=languages, dimensions=dimensions,

@@ -4,19 +4,17 @@ Owns the event family and its two wire forms; protects ARCHITECTURE.md invariant
 exactly what was released, so epsilon can be recomputed from a ledger and never under-reported) and
 invariant 7 (an event written into a signed ledger entry keeps its meaning forever).
 
-Modelled on Google's dp_accounting `DpEvent` (python/dp_accounting/dp_event.py,
-https://github.com/google/differential-privacy/tree/main/python/dp_accounting): an event says *what
-noise was added to what* and nothing else.
+Modelled on Google's dp_accounting `DpEvent` (https://github.com/google/differential-privacy/tree/main/python/
+dp_accounting, dp_event.py): an event says *what noise was added to what* and nothing else.
 
 Neighbouring relation everywhere: add/remove one contributor (a person), ARCHITECTURE.md invariant 4.
 `sensitivity` is how much one contributor can move the query: L2 for Gaussians, L1 for Laplaces.
 
-One family: every event is a frozen dataclass deriving from `DpEvent` and registered under its wire
-name (`@register("gaussian")`), which is both its key in the dict form and its field in the
-`DpEvent` oneof of `protos/events.proto`. The dict and protobuf conversions are generic, driven by
-each class's dataclass fields: a float or int field is a scalar, a `DpEvent` field a nested event, a
-`tuple[DpEvent, ...]` field a list of events. Dict form (JSON-able, the protobuf's field names):
-{"gaussian": {"sigma": 2.0, "sensitivity": 1.0}}.
+One family: every event is a frozen dataclass deriving from `DpEvent` and registered under its wire name
+(`@register("gaussian")`), which is both its key in the dict form and its field in the `DpEvent` oneof of
+`protos/events.proto`. The dict and protobuf conversions are generic, driven by each class's dataclass fields:
+a float or int field is a scalar, a `DpEvent` field a nested event, a `tuple[DpEvent, ...]` field a list of
+events. Dict form (JSON-able, the protobuf's field names): {"gaussian": {"sigma": 2.0, "sensitivity": 1.0}}.
 
 `dpsgd_event` / `dpsgd_params` at the bottom are THE builder and reader of the DP-SGD event.
 """
@@ -28,6 +26,7 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar, TypeVar
 
+from privacy.ddg_rules import violation as ddg_violation
 from protos import events_pb2
 
 
@@ -147,12 +146,10 @@ class GaussianEvent(DpEvent):
 @dataclass(frozen=True)
 class DiscreteGaussianEvent(DpEvent):
     """Discrete Gaussian N_Z(0, sigma^2) on a scalar integer query (Canonne, Kamath & Steinke 2020,
-    "The Discrete Gaussian for Differential Privacy", https://arxiv.org/abs/2004.00010).
-
-    `sensitivity` is an integer: a vector release is written as a composition of scalar events
-    (see privacy/mechanisms.py), which is what dp_accounting's exact discrete-Gaussian PLD takes.
-    `sigma` is the distribution's parameter (its variance is slightly below sigma^2).
-    """
+    "The Discrete Gaussian for Differential Privacy", https://arxiv.org/abs/2004.00010). `sensitivity` is an
+    integer: a vector release is written as a composition of scalar events (see privacy/mechanisms.py), which
+    is what dp_accounting's exact discrete-Gaussian PLD takes. `sigma` is the distribution's parameter (its
+    variance is slightly below sigma^2)."""
 
     sigma: float = _checked(_positive_finite)
     sensitivity: float = _checked(_positive_integer, default=1.0)
@@ -218,17 +215,41 @@ def _delta(name: str, value: Any) -> float:
 @dataclass(frozen=True)
 class EpsilonDeltaEvent(DpEvent):
     """A mechanism known only to be (epsilon, delta)-DP. Thresholded key selection (privacy/mechanisms.py
-    `selection_event`) writes its keys-only-the-added-person-holds part as (0, delta), delta from
-    OpenDP's proven privacy map.
-    Accounted as the (epsilon, delta) randomized-response pair, which dominates every
-    (epsilon, delta)-DP mechanism (Kairouz, Oh & Viswanath 2015, "The Composition Theorem for
-    Differential Privacy", https://arxiv.org/abs/1311.0776, Section 3, the mechanism behind their
-    Theorem 3.3), so composing its PLD
-    (dp_accounting `from_privacy_parameters`) with the others is sound. No RDP or zCDP curve exists
+    `selection_event`) writes its keys-only-the-added-person-holds part as (0, delta), delta from OpenDP's
+    proven privacy map. Accounted as the (epsilon, delta) randomized-response pair, which dominates every
+    (epsilon, delta)-DP mechanism (Kairouz, Oh & Viswanath 2015, "The Composition Theorem for Differential
+    Privacy", https://arxiv.org/abs/1311.0776, Section 3, the mechanism behind their Theorem 3.3), so composing
+    its PLD (dp_accounting `from_privacy_parameters`) with the others is sound. No RDP or zCDP curve exists
     for delta > 0: only PLD accounts it."""
 
     epsilon: float = _checked(_epsilon)
     delta: float = _checked(_delta, default=0.0)
+
+
+@register("distributed_discrete_gaussian")
+@dataclass(frozen=True)
+class DistributedDiscreteGaussianEvent(DpEvent):
+    """One step of the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021, arXiv 2102.06387): `shares`
+    N_Z(0, sigma^2)^(dim+1) on an integer vector (a person's rounded gradient, count) of L2 sensitivity `l2_sensitivity`;
+    the rest lets an auditor recompute it and the wrap bound (privacy/distributed_dp.py, accounting/ddg.py).
+    Refused unless the fields meet privacy/ddg_rules.py (the bounds' preconditions, the recomputed sensitivity)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (why := ddg_violation(self)) is not None:
+            raise EventError(f"{type(self).__name__}: {why}")
+
+    sigma: float = _checked(_positive_finite)
+    shares: int = _checked(_count)
+    dim: int = _checked(_count)
+    l2_sensitivity: float = _checked(_positive_finite)
+    clip: float = _checked(_positive_finite)
+    gamma: float = _checked(_positive_finite)
+    beta: float = _checked(_delta)
+    count_weight: float = _checked(_positive_finite)
+    bits: int = _checked(_count)
+    participants: int = _checked(_count)
+    max_people: int = _checked(_count)
 
 
 @register("no_op")
@@ -257,15 +278,8 @@ def _fields_of(cls: type[DpEvent]) -> tuple[tuple[str, str], ...]:
         out = []
         for f in fields(cls):
             hint = hints[f.name]
-            if hint is DpEvent:
-                shape = "event"
-            elif typing.get_origin(hint) is tuple:
-                shape = "events"
-            elif hint is int:
-                shape = "int"
-            else:
-                shape = "scalar"
-            out.append((f.name, shape))
+            out.append((f.name, "event" if hint is DpEvent else "events" if typing.get_origin(hint) is tuple
+                        else "int" if hint is int else "scalar"))
         _LAYOUTS[cls] = tuple(out)
     return _LAYOUTS[cls]
 
@@ -357,9 +371,8 @@ def event_from_proto(msg: events_pb2.DpEvent) -> DpEvent:
 @dataclass(frozen=True)
 class DpSgdParams:
     """What one DP-SGD release is: `steps` steps, each on a Poisson sample of contributors at rate
-    `sampling_probability`, summing per-contributor gradients clipped to L2 norm `clip_norm` and
-    adding N(0, (noise_multiplier * clip_norm)^2) (Abadi et al. 2016, "Deep Learning with
-    Differential Privacy", Algorithm 1, https://arxiv.org/abs/1607.00133)."""
+    `sampling_probability`, summing per-contributor gradients clipped to L2 norm `clip_norm` and adding
+    N(0, (noise_multiplier * clip_norm)^2) (Abadi et al. 2016, Algorithm 1, https://arxiv.org/abs/1607.00133)."""
 
     sampling_probability: float
     noise_multiplier: float

@@ -72,8 +72,34 @@ class EpsilonDeltaEvent(_message.Message):
     delta: float
     def __init__(self, epsilon: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
 
+class DistributedDiscreteGaussianEvent(_message.Message):
+    __slots__ = ("sigma", "shares", "dim", "l2_sensitivity", "clip", "gamma", "beta", "count_weight", "bits", "participants", "max_people")
+    SIGMA_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    L2_SENSITIVITY_FIELD_NUMBER: _ClassVar[int]
+    CLIP_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    COUNT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    sigma: float
+    shares: int
+    dim: int
+    l2_sensitivity: float
+    clip: float
+    gamma: float
+    beta: float
+    count_weight: float
+    bits: int
+    participants: int
+    max_people: int
+    def __init__(self, sigma: _Optional[float] = ..., shares: _Optional[int] = ..., dim: _Optional[int] = ..., l2_sensitivity: _Optional[float] = ..., clip: _Optional[float] = ..., gamma: _Optional[float] = ..., beta: _Optional[float] = ..., count_weight: _Optional[float] = ..., bits: _Optional[int] = ..., participants: _Optional[int] = ..., max_people: _Optional[int] = ...) -> None: ...
+
 class DpEvent(_message.Message):
-    __slots__ = ("gaussian", "discrete_gaussian", "laplace", "discrete_laplace", "poisson_sampled", "self_composed", "composed", "no_op", "epsilon_delta")
+    __slots__ = ("gaussian", "discrete_gaussian", "laplace", "discrete_laplace", "poisson_sampled", "self_composed", "composed", "no_op", "epsilon_delta", "distributed_discrete_gaussian")
     GAUSSIAN_FIELD_NUMBER: _ClassVar[int]
     DISCRETE_GAUSSIAN_FIELD_NUMBER: _ClassVar[int]
     LAPLACE_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +109,7 @@ class DpEvent(_message.Message):
     COMPOSED_FIELD_NUMBER: _ClassVar[int]
     NO_OP_FIELD_NUMBER: _ClassVar[int]
     EPSILON_DELTA_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_DISCRETE_GAUSSIAN_FIELD_NUMBER: _ClassVar[int]
     gaussian: GaussianEvent
     discrete_gaussian: DiscreteGaussianEvent
     laplace: LaplaceEvent
@@ -92,4 +119,5 @@ class DpEvent(_message.Message):
     composed: ComposedEvent
     no_op: NoOpEvent
     epsilon_delta: EpsilonDeltaEvent
-    def __init__(self, gaussian: _Optional[_Union[GaussianEvent, _Mapping]] = ..., discrete_gaussian: _Optional[_Union[DiscreteGaussianEvent, _Mapping]] = ..., laplace: _Optional[_Union[LaplaceEvent, _Mapping]] = ..., discrete_laplace: _Optional[_Union[DiscreteLaplaceEvent, _Mapping]] = ..., poisson_sampled: _Optional[_Union[PoissonSampledEvent, _Mapping]] = ..., self_composed: _Optional[_Union[SelfComposedEvent, _Mapping]] = ..., composed: _Optional[_Union[ComposedEvent, _Mapping]] = ..., no_op: _Optional[_Union[NoOpEvent, _Mapping]] = ..., epsilon_delta: _Optional[_Union[EpsilonDeltaEvent, _Mapping]] = ...) -> None: ...
+    distributed_discrete_gaussian: DistributedDiscreteGaussianEvent
+    def __init__(self, gaussian: _Optional[_Union[GaussianEvent, _Mapping]] = ..., discrete_gaussian: _Optional[_Union[DiscreteGaussianEvent, _Mapping]] = ..., laplace: _Optional[_Union[LaplaceEvent, _Mapping]] = ..., discrete_laplace: _Optional[_Union[DiscreteLaplaceEvent, _Mapping]] = ..., poisson_sampled: _Optional[_Union[PoissonSampledEvent, _Mapping]] = ..., self_composed: _Optional[_Union[SelfComposedEvent, _Mapping]] = ..., composed: _Optional[_Union[ComposedEvent, _Mapping]] = ..., no_op: _Optional[_Union[NoOpEvent, _Mapping]] = ..., epsilon_delta: _Optional[_Union[EpsilonDeltaEvent, _Mapping]] = ..., distributed_discrete_gaussian: _Optional[_Union[DistributedDiscreteGaussianEvent, _Mapping]] = ...) -> None: ...

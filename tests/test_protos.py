@@ -60,7 +60,7 @@ def test_message_types_name_flower_query_actions():
 
     assert query_action(MessageType.HELLO) == "hello"
     assert [query_action(t) for t in SECAGG_STAGES] == ["secagg_keys", "secagg_shares", "secagg_masked",
-                                                        "secagg_unmask"]
+                                                        "secagg_consistency", "secagg_unmask"]
     with pytest.raises(ValueError):
         query_action(MessageType.TRAIN)  # a train message is registered with ClientApp.train()
 

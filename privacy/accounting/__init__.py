@@ -7,6 +7,7 @@ method). Methods, tightest first, one module each:
   pld.py    privacy loss distributions by dp_accounting, pessimistic discretisation (tight)
   rdp.py    Renyi DP, converted to (eps, delta) (looser; a fallback only)
   zcdp.py   zero-concentrated DP, only for histories without subsampling
+  ddg.py    the distributed discrete Gaussian's RDP / zCDP (issue 11; no PLD: RDP accounts it)
 
 Those compose parameters FIXED IN ADVANCE. A node's cap is enforced against an adaptive coordinator
 by the Renyi privacy filter of filter.py (`adaptive_epsilon`, method "rdp-filter"); the tight PLD

@@ -42,8 +42,11 @@ def calibrate_noise(make_event: Callable[[float], DpEvent], target_epsilon: floa
         # Sound and fast: PLD with a 10x coarser pessimistic discretization (never below the fine
         # PLD), or RDP, whichever is smaller. ok(x) implies the ledger's own accountant agrees.
         ev = [make_event(x)]
-        if pld_epsilon(ev, delta, interval=10 * VALUE_DISCRETIZATION_INTERVAL) <= target_epsilon:
-            return True  # RDP could only confirm it: not evaluated (issue 16, the calibration hot path)
+        try:
+            if pld_epsilon(ev, delta, interval=10 * VALUE_DISCRETIZATION_INTERVAL) <= target_epsilon:
+                return True  # RDP could only confirm it: not evaluated (issue 16, the calibration hot path)
+        except AccountingError:  # no PLD (the distributed discrete Gaussian): RDP alone
+            pass
         try:
             return rdp_epsilon(ev, delta) <= target_epsilon
         except Exception:  # events RDP does not support

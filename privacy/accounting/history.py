@@ -34,6 +34,7 @@ from privacy.events import (
     ComposedEvent,
     DiscreteGaussianEvent,
     DiscreteLaplaceEvent,
+    DistributedDiscreteGaussianEvent,
     DpEvent,
     EpsilonDeltaEvent,
     GaussianEvent,
@@ -44,7 +45,8 @@ from privacy.events import (
 )
 
 # The mechanisms a history flattens to.
-BASE_EVENTS = (GaussianEvent, DiscreteGaussianEvent, LaplaceEvent, DiscreteLaplaceEvent, EpsilonDeltaEvent)
+BASE_EVENTS = (GaussianEvent, DiscreteGaussianEvent, LaplaceEvent, DiscreteLaplaceEvent, EpsilonDeltaEvent,
+               DistributedDiscreteGaussianEvent)  # the last: privacy/accounting/ddg.py
 
 
 class AccountingError(ValueError):

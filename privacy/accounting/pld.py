@@ -81,7 +81,7 @@ def _group_pld(ev: DpEvent, q: float, count: int, interval: float):
             pld_common.DifferentialPrivacyParameters(ev.epsilon, ev.delta),
             value_discretization_interval=interval,
         )
-    else:  # pragma: no cover - flatten only yields base events
+    else:  # DistributedDiscreteGaussianEvent: no PLD is proven for a sum of discrete Gaussians; RDP accounts it
         raise AccountingError(f"no PLD for {ev!r}")
     return base.self_compose(count) if count > 1 else base
 

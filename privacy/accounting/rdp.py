@@ -24,8 +24,17 @@ import numpy as np
 from dp_accounting import dp_event as dpe
 from dp_accounting.rdp import rdp_privacy_accountant as rdp_lib
 
+from privacy.accounting.ddg import ddg_curve
 from privacy.accounting.history import AccountingError, flatten, sorted_groups
-from privacy.events import DiscreteGaussianEvent, DiscreteLaplaceEvent, DpEvent, EpsilonDeltaEvent, GaussianEvent, LaplaceEvent
+from privacy.events import (
+    DiscreteGaussianEvent,
+    DiscreteLaplaceEvent,
+    DistributedDiscreteGaussianEvent,
+    DpEvent,
+    EpsilonDeltaEvent,
+    GaussianEvent,
+    LaplaceEvent,
+)
 
 
 def _rdp_event(ev: DpEvent, q: float, pure_part: bool = False) -> dpe.DpEvent:
@@ -66,6 +75,8 @@ def _cached_curve(ev: DpEvent, q: float, orders: tuple[float, ...], pure_part: b
     a = np.asarray(orders, dtype=float)
     if isinstance(ev, GaussianEvent) and q == 1.0:
         curve = _gaussian(ev.sigma / ev.sensitivity, a)
+    elif isinstance(ev, DistributedDiscreteGaussianEvent):  # Kairouz, Liu & Steinke 2021 + Zhu & Wang 2019 (ddg.py)
+        curve = ddg_curve(ev, q, orders)
     elif isinstance(ev, DiscreteGaussianEvent):  # the Gaussian's curve (Canonne, Kamath & Steinke 2020, Thm 4)
         curve = _gaussian(ev.sigma / ev.sensitivity, a)
     elif isinstance(ev, DiscreteLaplaceEvent):  # eps0-DP -> eps0^2/2-zCDP (Bun & Steinke 2016, Prop. 1.4)

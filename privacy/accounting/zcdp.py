@@ -12,8 +12,9 @@ from typing import Sequence
 from dp_accounting import dp_event as dpe
 from dp_accounting.rdp import rdp_privacy_accountant as rdp_lib
 
+from privacy.accounting.ddg import step_rho
 from privacy.accounting.history import flatten
-from privacy.events import DiscreteGaussianEvent, DpEvent, EpsilonDeltaEvent, GaussianEvent
+from privacy.events import DiscreteGaussianEvent, DistributedDiscreteGaussianEvent, DpEvent, EpsilonDeltaEvent, GaussianEvent
 
 
 def zcdp_rho(events: Sequence[DpEvent]) -> float | None:
@@ -25,6 +26,9 @@ def zcdp_rho(events: Sequence[DpEvent]) -> float | None:
             return None
         if isinstance(ev, EpsilonDeltaEvent):  # pure eps-DP: eps^2/2-zCDP (Bun & Steinke, Prop. 1.4)
             rho += n * ev.epsilon * ev.epsilon / 2.0
+            continue
+        if isinstance(ev, DistributedDiscreteGaussianEvent):  # Kairouz, Liu & Steinke 2021 (privacy/accounting/ddg.py)
+            rho += n * step_rho(ev)
             continue
         if isinstance(ev, (GaussianEvent, DiscreteGaussianEvent)):
             # Bun & Steinke 2016 Prop. 1.6; discrete: Canonne, Kamath & Steinke 2020 Thm. 4

@@ -10,6 +10,12 @@
                   with a WARN naming the filter figure; a plan-fixed PLD figure only on entries that
                   follow a training plan their first entry committed, at least its recomputation; a
                   claim far above the recomputation (LOOSE_FACTOR) is a WARN (sound, but loose)
+  distributed:<node>  (only for ledgers with distributed discrete Gaussian entries, issue 11) each such
+                  entry's L2 sensitivity recomputed from its quantisation parameters (a logged one below it
+                  FAILs), its modular-wrap bound (WARN above privacy/audit/ddg.py WRAP_LIMIT), and both
+                  guarantees of the entry alone: under its trust assumption (h honest shares) and its own
+                  share alone (every other node colluding), kept in the entry's params for the reports; with
+                  the node's policy text, a step counting on more honest shares than its trust.min_honest_nodes FAILs
 
 Protects ARCHITECTURE.md invariant 5 (epsilon is never under-reported). Fills `ctx.node.audit`
 (one EntryAudit per entry) for the report.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+from privacy.audit import ddg
 from privacy.audit.context import AuditContext, first_and_more
 from privacy.audit.describe import describe_event
 from privacy.audit.recompute import (
@@ -26,6 +33,7 @@ from privacy.audit.recompute import (
     recompute_epsilons,
     recompute_filter_epsilons,
     recompute_total,
+    to_dp_event,
 )
 from privacy.audit.result import EPSILON_TOLERANCE, FAIL, LOOSE_FACTOR, PASS, PLD_TOLERANCE, WARN, EntryAudit
 from privacy.events import EventError, event_from_proto
@@ -43,6 +51,7 @@ def check(ctx: AuditContext) -> None:
         return
     _check_claims(ctx)
     _check_epsilon(ctx)
+    _check_distributed(ctx)
 
 
 def _check_claims(ctx: AuditContext) -> None:
@@ -74,6 +83,8 @@ def _check_epsilon(ctx: AuditContext) -> None:
     for e in entries:
         try:
             event_from_proto(e.body.event)  # validates parameters
+            for step in ddg.steps_of(e.body.event):  # and what the distributed bounds need (shares, dim >= 1)
+                ddg.to_event(step)
         except (EventError, ValueError) as ex:
             ep.append(f"seq {e.body.seq}: DP event is invalid: {ex}")
             bad_event = True
@@ -145,6 +156,57 @@ def _check_epsilon(ctx: AuditContext) -> None:
         msg = (f"every claim reproduced: final {node.claimed_epsilon:.4f} claimed vs {na.recomputed_epsilon:.4f} recomputed "
                f"({how}; dp_accounting, delta {delta:g}, tolerance {EPSILON_TOLERANCE:g} relative)")
         ctx.add(name, WARN if warns else PASS, msg, node.node_id, warns)
+
+
+def _check_distributed(ctx: AuditContext) -> None:
+    """`distributed:<node>`: both guarantees and the quantisation / wrap checks of each distributed entry."""
+    assert ctx.node is not None
+    node = ctx.node
+    problems: list[str] = []
+    warns: list[str] = []
+    seen = 0
+    trust = _trust_of(ctx)  # (policy hash, trust.min_honest_nodes) when the policy text is available
+    for e, audit in zip(node.entries, node.audit.entries):
+        if not ddg.steps_of(e.body.event):
+            continue
+        seen += 1
+        p, w, figures = ddg.check_event(e.body.event, node.manifest_node.delta, to_dp_event)
+        if trust is not None and e.body.policy_hash == trust[0]:  # the trust figure may not count on more honest
+            p += [f"policy rule trust.min_honest_nodes: counts on {s.shares} honest shares; the node's policy relies "
+                  f"on at most {trust[1]}" for s in ddg.steps_of(e.body.event) if s.shares > trust[1]]  # shares than its policy
+        audit.params.update(figures)
+        step = ddg.steps_of(e.body.event)[0]
+        audit.mechanism = (f"{audit.mechanism.replace('missing event', 'distributed discrete Gaussian')} "
+                           f"({step.shares} honest of {step.participants} shares, sigma {step.sigma:.4g} each, "
+                           f"L2 sensitivity {step.l2_sensitivity:.6g} lattice steps, gamma {step.gamma:.4g}, {step.bits} bits)")
+        problems += [f"seq {e.body.seq}: {x}" for x in p]
+        warns += [f"seq {e.body.seq}: {x}" for x in w]
+    if not seen:
+        return
+    name = f"distributed:{node.label}"
+    if problems:
+        ctx.add(name, FAIL, first_and_more(problems), node.manifest_node.node_id, problems + warns)
+    else:
+        last = node.audit.entries[-1].params if node.audit.entries else {}
+        ctx.add(name, WARN if warns else PASS,
+                f"{seen} distributed entr{'y' if seen == 1 else 'ies'}: sensitivity after conditional rounding and the "
+                f"wrap bound recomputed; both guarantees recomputed (e.g. trust {last.get('ddg_trust_epsilon', math.nan):.4f}, "
+                f"own share {last.get('ddg_own_epsilon', math.nan):.4f})", node.manifest_node.node_id, warns)
+
+
+def _trust_of(ctx: AuditContext) -> tuple[str, int] | None:
+    """(policy sha256, trust.min_honest_nodes) of the node's policy text (bundle or auditor), else None (the
+    policy check says why it is missing; a text that does not load FAILs there)."""
+    from privacy.audit.policy import find_policy
+    from privacy.policy import PolicyError, load_policy
+
+    assert ctx.node is not None
+    path = find_policy(ctx.root, ctx.node.manifest_node, ctx.policies)
+    try:
+        policy = load_policy(path) if path is not None else None
+    except (PolicyError, OSError):
+        return None
+    return None if policy is None else (policy.sha256(), int(policy.trust.min_honest_nodes))
 
 
 def _legacy(b) -> bool:

@@ -25,7 +25,7 @@ from privacy.audit.recompute import recompute_total
 from privacy.audit.result import EPSILON_TOLERANCE, FAIL, PASS, PLD_TOLERANCE, SKIP, WARN
 from privacy.events import EventError, dpsgd_params, event_from_proto
 from privacy.policy import Policy, PolicyError, load_policy
-from privacy.release import AGGREGATE_KINDS_EXEMPT, THRESHOLD_PREFIX
+from privacy.release import AGGREGATE_KINDS_EXEMPT, THRESHOLD_PREFIX, ddg_params_of, ddg_shares_of
 from protos import bundle_pb2, ledger_pb2
 
 DEFAULT_MAX_DELTA = 1e-5  # privacy/policy.py's default max_delta: the ceiling without a policy text
@@ -177,14 +177,19 @@ def _entry_problems(e: ledger_pb2.LedgerEntry, policy: Policy, h: str, *, last: 
     if kind != "train":
         return
     try:
-        sgd = dpsgd_params(event_from_proto(b.event))
+        ev = event_from_proto(b.event)
+        sgd, ddg = dpsgd_params(ev), ddg_params_of(ev)  # local DP-SGD, or a distributed step (--dp distributed)
     except (EventError, ValueError):
-        sgd = None  # an invalid event already FAILs the epsilon check
-    if sgd is None:  # the release gate only ever writes one DP-SGD event for a train release
-        pp.append(f"seq {b.seq}: a train release must be one DP-SGD event (privacy.events.dpsgd_event)")
+        sgd = ddg = None  # an invalid event already FAILs the epsilon check
+    if sgd is None and ddg is None:  # the release gate only ever writes one DP-SGD event for a train release
+        pp.append(f"seq {b.seq}: a train release must be one DP-SGD event (privacy.events.dpsgd_event or "
+                  "privacy.distributed_dp.ddg_event)")
     else:
-        z, q = sgd.noise_multiplier, sgd.sampling_probability
+        z, q = (sgd.noise_multiplier, sgd.sampling_probability) if sgd is not None else ddg  # type: ignore[misc]
         if z < policy.min_noise_multiplier * (1 - 1e-12):
             pp.append(f"seq {b.seq}: noise multiplier {z:.4g} is below the policy floor {policy.min_noise_multiplier:g}")
         if q > policy.max_sampling_rate * (1 + 1e-12):
             pp.append(f"seq {b.seq}: sampling rate {q:.4g} is above the policy ceiling {policy.max_sampling_rate:g}")
+        if ddg is not None and (shares := ddg_shares_of(ev)) is not None and shares > policy.trust.min_honest_nodes:
+            pp.append(f"seq {b.seq}: noise shares sized for {shares} honest nodes, more than the policy's "
+                      f"trust.min_honest_nodes {policy.trust.min_honest_nodes}")

@@ -34,6 +34,7 @@ from dp_accounting.pld import common as pld_common
 from dp_accounting.pld import privacy_loss_distribution as pld_lib
 from dp_accounting.rdp import rdp_privacy_accountant as rdp_acc
 
+from privacy.audit import ddg
 from privacy.events import EventError
 from protos import events_pb2
 
@@ -91,6 +92,8 @@ def to_dp_event(ev: events_pb2.DpEvent) -> dpe.DpEvent:
         return dpe.NoOpDpEvent()
     if which == "epsilon_delta":
         return EpsilonDeltaDpEvent(epsilon=ev.epsilon_delta.epsilon, delta=ev.epsilon_delta.delta)
+    if which == ddg.KIND:  # issue 11: accounted by privacy/audit/ddg.py (RDP only)
+        return ddg.to_event(ev.distributed_discrete_gaussian)
     raise EventError("DpEvent message has no event set")
 
 
@@ -128,11 +131,15 @@ class PLDComposer:
         self.interval = interval
         self.pld = pld_lib.identity(value_discretization_interval=interval)
         self.non_private = False  # a zero-noise mechanism: epsilon is infinite
+        self.no_pld = False  # a distributed discrete Gaussian step: no PLD is proven for it (RDP accounts it)
 
     def compose(self, event: dpe.DpEvent, count: int = 1) -> None:
         """Compose `event`, `count` times."""
         vdi = self.interval
         if isinstance(event, dpe.NoOpDpEvent):
+            return
+        if ddg.contains(event):
+            self.no_pld = True
             return
         if isinstance(event, dpe.SelfComposedDpEvent):
             self.compose(event.event, event.count * count)
@@ -195,7 +202,7 @@ class PLDComposer:
 
     def epsilon(self, delta: float) -> float:
         """Cumulative epsilon at `delta` of everything composed so far."""
-        return math.inf if self.non_private else float(self.pld.get_epsilon_for_delta(delta))
+        return math.inf if self.non_private or self.no_pld else float(self.pld.get_epsilon_for_delta(delta))
 
 
 def _rdp_event(event: dpe.DpEvent) -> dpe.DpEvent:
@@ -221,6 +228,15 @@ def _rdp_event(event: dpe.DpEvent) -> dpe.DpEvent:
             return event  # dp_accounting reads a shared sample of Gaussians as one subsampled Gaussian
         return _rdp_event(event.event)
     return event
+
+
+def _rdp_compose(acc: rdp_acc.RdpAccountant, event: dpe.DpEvent, count: int = 1) -> None:
+    """Compose `event` into the RDP accountant: a distributed step by privacy/audit/ddg.py's curve (added to the
+    accountant's running curve, as its own `compose` does), anything else by dp_accounting."""
+    if ddg.contains(event):
+        acc._rdp = acc._rdp + count * ddg.curve_of(event, acc._orders)
+    else:
+        acc.compose(_rdp_event(event), count)
 
 
 # The node's privacy filter (privacy/accounting/filter.py, Feldman & Zrnic 2021,
@@ -259,7 +275,7 @@ def _filter_terms(raw: bytes) -> tuple[np.ndarray, float]:
     try:
         pure, d = _approximate(to_dp_event(events_pb2.DpEvent.FromString(raw)))
         acc = rdp_acc.RdpAccountant(orders=list(FILTER_ORDERS))
-        acc.compose(_rdp_event(pure))
+        _rdp_compose(acc, pure)
         return np.where(np.isnan(acc._rdp), np.inf, acc._rdp), float(d)
     except (NotImplementedError, ValueError, TypeError):
         return np.full(len(FILTER_ORDERS), np.inf), 0.0
@@ -312,7 +328,7 @@ def _recompute_cached(events_blob: tuple[bytes, ...], delta: float, interval: fl
         r = math.inf
         if rdp_ok:
             try:
-                rdp.compose(_rdp_event(ev))
+                _rdp_compose(rdp, ev)
                 r = float(rdp.get_epsilon(delta))
             except (NotImplementedError, ValueError, TypeError):
                 rdp_ok = False
@@ -333,7 +349,7 @@ def _total_cached(events_blob: tuple[bytes, ...], delta: float, interval: float)
         pld.compose(ev, n)
         if rdp_ok:
             try:
-                rdp.compose(_rdp_event(ev), n)
+                _rdp_compose(rdp, ev, n)
             except (NotImplementedError, ValueError, TypeError):
                 rdp_ok = False
     return pld.epsilon(delta), float(rdp.get_epsilon(delta)) if rdp_ok else math.inf

@@ -78,4 +78,10 @@ def render_audit_html(result: AuditResult, bundle: Path | str | None = None) -> 
         "audit_report.html.j2", r=result, bundle=str(bundle or result.bundle),
         verdict="VERIFIED" if result.ok else "NOT VERIFIED",
         counts={s: sum(1 for c in result.checks if c.status == s) for s in (PASS, FAIL, WARN, SKIP)},
-        colors=COLORS, assumptions=AUDIT_ASSUMPTIONS, plot=data_uri(plot_epsilon_over_rounds(result)))
+        colors=COLORS, assumptions=AUDIT_ASSUMPTIONS, plot=data_uri(plot_epsilon_over_rounds(result)),
+        ddg=distributed_entries(result))
+
+
+def distributed_entries(result: AuditResult) -> list:
+    """(node, entry) of every distributed DP entry whose two guarantees the auditor recomputed (issue 11)."""
+    return [(n, x) for n in result.nodes for x in n.entries if "ddg_trust_epsilon" in x.params]

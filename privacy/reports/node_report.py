@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from privacy.accounting import PLAN_FIXED, adaptive_epsilon
+from privacy.accounting import PLAN_FIXED, adaptive_epsilon, epsilon_of
+from privacy.distributed_dp import has_distributed, own_share_event
 from privacy.events import event_from_proto, event_to_dict
 from privacy.ledger import Ledger
 from privacy.policy import Policy
@@ -35,6 +36,10 @@ ASSUMPTIONS = [
     "policy that sets that noise to 0 makes exactly one fact public: whether the threshold is met.",
     "Per-kind and per-round epsilons are each kind's or round's releases accounted alone (by the same "
     "filter); they do not add up to the total, which is accounted jointly (composition is sublinear).",
+    "A distributed DP round (the distributed discrete Gaussian: each node adds a share of the noise and only the "
+    "secure sum is revealed) has two guarantees. Under the node's trust assumption (at least h of the participating "
+    "nodes' noise shares honest: policy trust.min_honest_nodes) the budget is charged with the first; if every other "
+    "node colluded, the node's own share alone still gives the second, larger one, shown beside it.",
     "Guarantees hold if the node's software and key are not compromised; the signed, hash-chained "
     "ledger lets anyone check the claims after the fact.",
 ]
@@ -64,6 +69,14 @@ def budget_summary(ledger: Ledger, policy: Policy) -> dict:
                                                       "before its first round)"})
             p["rounds_run"] += 1
 
+    distributed = [
+        {"seq": e.body.seq, "round_id": e.body.round_id,
+         "trust_epsilon": epsilon_of([ev], policy.delta).epsilon,  # this round alone, h honest shares
+         "own_epsilon": epsilon_of([own_share_event(ev)], policy.delta).epsilon}  # this node's share alone
+        for e, ev in zip(entries, events) if has_distributed(ev)
+    ]
+    own_total = adaptive_epsilon([own_share_event(ev) for ev in events], policy.delta).epsilon if distributed else None
+
     return {
         "node_id": ledger.node_id,
         "node_name": ledger.node_name,
@@ -80,6 +93,8 @@ def budget_summary(ledger: Ledger, policy: Policy) -> dict:
         "by_kind": {k: part(v) for k, v in sorted(by_kind.items())},
         "by_round": {k: part(v) for k, v in sorted(by_round.items())},
         "plans": plans,
+        "distributed": distributed,  # issue 11: both guarantees of each distributed round
+        "spent_own_share": own_total,  # the whole ledger's figure if every other node colluded (privacy filter)
         "timeline": [
             {
                 "seq": e.body.seq,
