@@ -312,3 +312,7 @@ import cairn.service_cli  # noqa: E402,F401  (adds serve, invite and policy to `
 from cairn.head_cli import head  # noqa: E402 - registered here, defined in its own module
 
 node.add_command(head)
+
+from cairn.specialize_cli import specialize  # noqa: E402 - issue 11 item 5, defined in its own module
+
+node.add_command(specialize)
