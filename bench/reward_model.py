@@ -1,19 +1,22 @@
-"""Reward-model benchmark: does pooling help, and what does DP cost?  Prints one table.
+"""Reward-model benchmark: where the DP noise goes, and what it costs (issue 11).  Prints tables.
 
-Three synthetic communities (node/synth/: real prompts and responses from ../shared/data,
-pairwise preferences of N contributors each following a planted, community-specific rule) are
-trained and scored on held-out rule-labelled pairs whose prompts no contributor saw:
+Synthetic communities (node/synth/: real prompts and responses from ../shared/data, pairwise
+preferences of N members each following a planted, community-specific rule) are trained and scored
+on held-out rule-labelled pairs whose prompts no contributor saw. The default run (bench/dp_compare.py,
+bench/dp_modes.py), one table from one run:
 
-- non-private centralized (all communities pooled): the ceiling for these features;
-- federated non-private and federated user-level DP-SGD at epsilon 1, 3, 8 (each node runs the
-  same local round as node/training.py: its own noise multiplier from its budget, R rounds x S
-  local steps; the coordinator averages the updates, as coordinator/aggregation.py does);
-- each community alone with DP at epsilon 8 (evaluated on every community's test pairs);
-- DP-SGD throughput over non-private throughput on the same head, measured side by side;
-- wall time per round of the real Flower Simulation Engine (`--flower`), and of the loopback
-  Deployment Engine (`--deployment`, deploy/local.py), when asked for.
+- local DP (each community DP-SGD with its own noise, the coordinator averages) vs distributed DP
+  (one DP-SGD step over the union per round, each community a discrete Gaussian share of the noise,
+  privacy/distributed_dp.py run in-process) vs central DP (a trusted curator, the bound) vs
+  non-private, at epsilon 1, 3, 8, for 3 and 10 communities of 300 and 2,000 members;
+- global vs specialised accuracy per community, for communities with their own taste (`--gamma`).
 
-    .venv/bin/python bench/reward_model.py [--contributors 2000] [--features hashed|minilm] [--flower]
+`--pooling` prints the older table instead (3 communities: does pooling help, federated DP at
+epsilon 1/3/8 vs each community alone, DP-SGD throughput); `--flower` / `--deployment` time rounds
+of the real Flower Simulation Engine / loopback Deployment Engine.
+
+    .venv/bin/python bench/reward_model.py [--quick] [--features hashed|minilm] [--gamma 1.0] [--seeds 1]
+    .venv/bin/python bench/reward_model.py --pooling [--contributors 2000] [--flower]
 """
 
 from __future__ import annotations
@@ -110,19 +113,47 @@ def throughput(data: ContributorTensors, hidden: int, steps: int = 30) -> tuple[
 
 
 def main() -> None:
-    """Run the benchmark and print the table (see the module docstring)."""
+    """Run the benchmark and print its tables (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--contributors", type=int, default=2000)
+    ap.add_argument("--contributors", type=int, default=2000, help="--pooling: members per community")
     ap.add_argument("--pairs", type=int, default=TRAINING.max_pairs_per_contributor)
     ap.add_argument("--features", choices=sorted(PRESETS), default="hashed")
-    ap.add_argument("--rounds", type=int, default=TRAINING.rounds)
-    ap.add_argument("--local-steps", type=int, default=TRAINING.local_steps)
+    ap.add_argument("--rounds", type=int, default=TRAINING.rounds, help="--pooling: federated rounds")
+    ap.add_argument("--local-steps", type=int, default=TRAINING.local_steps, help="--pooling: local steps per round")
     ap.add_argument("--clip", type=float, default=TRAINING.max_grad_norm)
     ap.add_argument("--lr", type=float, default=TRAINING.lr)
-    ap.add_argument("--batch", type=int, default=TRAINING.expected_batch)
-    ap.add_argument("--hidden", type=int, default=TRAINING.hidden)
+    ap.add_argument("--batch", type=int, default=TRAINING.expected_batch, help="--pooling: expected batch")
+    ap.add_argument("--hidden", type=int, default=TRAINING.hidden, help="--pooling: hidden width")
     ap.add_argument("--epsilons", default="1,3,8")
-    ap.add_argument("--quick", action="store_true", help="only non-private and federated DP at epsilon 8")
+    ap.add_argument("--quick", action="store_true", help="smoke run (under 2 minutes); with --pooling: only epsilon 8")
+    ap.add_argument("--pooling", action="store_true", help="the older pooling table instead of issue 11's tables")
+    ap.add_argument("--communities", default="3,10", help="numbers of communities (table 1)")
+    ap.add_argument("--members", default="300,2000", help="members per community (table 1)")
+    ap.add_argument("--steps", type=int, default=60, help="DP-SGD steps T of every mode (table 1)")
+    ap.add_argument("--local-rounds", type=int, default=2, help="local DP: FedAvg rounds of T / rounds local steps")
+    ap.add_argument("--q", type=float, default=TRAINING.sampling_rate, help="Poisson rate (capped by --max-batch)")
+    ap.add_argument("--q-grid", default="", help="table 1: also these Poisson rates (below the capped --q), each "
+                    "with T = round(steps x rate / q); every mode gets its best grid point, e.g. 0.05,0.02")
+    ap.add_argument("--max-batch", type=int, default=400, help="cap on the expected batch over the union (run time)")
+    ap.add_argument("--cmp-hidden", type=int, default=8, help="hidden width of the head in tables 1 and 2")
+    ap.add_argument("--test-members", type=int, default=150, help="held-out rule-labelled contributors per community")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds each figure is averaged over")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
+    ap.add_argument("--jobs", type=int, default=4, help="worker processes for table 1")
+    ap.add_argument("--gamma", type=float, default=1.0, help="table 2: how much the communities' tastes differ")
+    ap.add_argument("--spec-communities", type=int, default=3)
+    ap.add_argument("--spec-members", type=int, default=2000)
+    ap.add_argument("--spec-global-eps", type=float, default=4.0, help="table 2: epsilon of the global model")
+    ap.add_argument("--spec-eps", type=float, default=4.0, help="table 2: epsilon of each community's fine-tune")
+    ap.add_argument("--spec-steps", type=int, default=60)
+    ap.add_argument("--spec-q", type=float, default=TRAINING.sampling_rate)
+    ap.add_argument("--spec-lr", type=float, default=2e-3)
+    ap.add_argument("--no-table2", action="store_true")
+    ap.add_argument("--no-table1", action="store_true")
+    ap.add_argument("--modes", default="", help="table 1: only these modes (nonprivate,central,distributed,local,"
+                    "distributed-central-z)")
+    ap.add_argument("--diagnostic", action="store_true",
+                    help="table 1 also runs the distributed mechanism at central DP's z (accounting gap vs noise gap)")
     ap.add_argument("--flower", action="store_true", help="also time rounds in the Flower Simulation Engine")
     ap.add_argument("--deployment", action="store_true", help="also time rounds in the loopback Deployment Engine")
     ap.add_argument("--timing-only", action="store_true", help="only the per-round wall times (--flower/--deployment)")
@@ -131,7 +162,57 @@ def main() -> None:
     if a.timing_only:
         print_round_times(simulation=a.flower, deployment=a.deployment)
         return
+    if a.pooling:
+        pooling(a)
+    else:
+        compare(a)
+    if a.flower or a.deployment:
+        print_round_times(simulation=a.flower, deployment=a.deployment)
 
+
+def compare(a) -> None:
+    """Issue 11's tables (bench/dp_compare.py)."""
+    import logging
+
+    from rich.console import Console
+
+    from bench import dp_compare
+
+    logging.getLogger("absl").setLevel(logging.ERROR)  # dp_accounting's RDP fallback warns per order
+    if a.quick:
+        a.communities, a.members, a.epsilons, a.steps, a.local_rounds = "3", "300", "8", 10, 2
+        a.test_members, a.seeds, a.spec_members, a.spec_steps = 40, 1, 300, 10
+    console = Console(stderr=True)
+    t0 = time.time()
+    pool = load_text_pool()
+    train, test = split_pool(pool)
+    texts = sorted({t for g in pool for t in ("user: " + g.prompt, *g.responses)})
+    feats = TableFeatures(featurizer_for(a.features), texts)
+
+    def build(n: int, members: int, gamma: float = 0.5) -> dp_compare.Setup:
+        s = dp_compare.Setup(n, members)
+        for c in range(1, n + 1):
+            s.nodes.append(tensors(synth_records(members, a.pairs, 7, c, train, gamma=gamma, lexicon_texts=pool,
+                                                 featurizer=feats), feats, a.pairs))
+            s.tests.append(tensors(synth_records(a.test_members, 8, 7, c, test, gamma=gamma, lexicon_texts=pool,
+                                                 label="rule", sample_seed=99, featurizer=feats), feats, 8))
+        return s
+
+    res: dict = {}
+    if not a.no_table1:
+        setups = [build(n, m) for n in map(int, a.communities.split(",")) for m in map(int, a.members.split(","))]
+        console.log(f"set-up {time.time() - t0:.0f} s: {', '.join(s.label for s in setups)} members, {a.features} "
+                    f"features, {sum(t.n_pairs for t in setups[0].tests):,} held-out pairs for {setups[0].label}")
+        res = dp_compare.table1(a, setups, console)
+    if not a.no_table2:
+        dp_compare.table2(a, build, console)
+    console.log(f"total {time.time() - t0:.0f} s")
+    if a.json:
+        a.json.write_text(json.dumps({"table1": [[*k, *v] for k, v in res.items()]}, indent=2))
+
+
+def pooling(a) -> None:
+    """The older table: 3 communities, does pooling help, and DP-SGD throughput."""
     t0 = time.time()
     pool = load_text_pool()
     train, test = split_pool(pool)
@@ -180,8 +261,6 @@ def main() -> None:
     print(f"\n{'throughput (pairs/s, head {0}->{1}->1, batch 256)'.format(2 * feats.dim, a.hidden):<48} {'':>18}")
     print(f"{'non-private':<48} {np_tp:>18,.0f}")
     print(f"{'user-level DP-SGD (Opacus ghost clipping)':<48} {dp_tp:>18,.0f}   ratio {dp_tp / np_tp:.2f}")
-    if a.flower or a.deployment:
-        print_round_times(simulation=a.flower, deployment=a.deployment)
     if a.json:
         a.json.write_text(json.dumps({"rows": rows, "throughput": [np_tp, dp_tp]}, indent=2))
 
