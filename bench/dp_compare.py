@@ -11,7 +11,9 @@ Every mode uses the same head, the same clipping norm, Poisson rate q and number
 (local DP: R rounds of T/R local steps each, so each community's members are sampled T times too).
 With `--q-grid`, (q, T) is a per-mode hyperparameter: every mode runs on the same grid (T scaled so the
 expected passes over the data stay the same), a grid table shows every point, and table 1's cell is each
-mode's best point by mean accuracy, with the q and T it used.
+mode's best point by mean accuracy on separate validation pairs (another draw of rule-labelled
+contributors over the held-out prompts, `sample_seed` 98: no contributor or pair of the test set), with
+the q and T it used; the cell reports the test accuracy of that point.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Setup:
     members: int  # members per community
     nodes: list = field(default_factory=list)
     tests: list = field(default_factory=list)
+    valid: list = field(default_factory=list)  # validation pairs that choose (q, T) under --q-grid (not the tests)
 
     @property
     def label(self) -> str:
@@ -72,8 +75,8 @@ def modes(a, s: Setup) -> list[tuple[str, str, int | None]]:
 
 
 def run_mode(a, s: Setup, mode: str, eps: float, h: int | None, seed: int, tick, q: float | None = None,
-             steps: int | None = None) -> tuple[float, float]:
-    """(accuracy, z) of one mode at one epsilon for one seed, at rate q and T steps (default: rate(a, s), --steps)."""
+             steps: int | None = None) -> tuple:
+    """(trained head, z) of one mode at one epsilon for one seed, at rate q and T steps (default: rate(a, s), --steps)."""
     q = rate(a, s) if q is None else q
     steps = a.steps if steps is None else steps
     kw = dict(q=q, C=a.clip, lr=a.lr, hidden=a.cmp_hidden, seed=seed)
@@ -84,14 +87,15 @@ def run_mode(a, s: Setup, mode: str, eps: float, h: int | None, seed: int, tick,
     else:
         zc = M.noise_multiplier_for(eps, M.DELTA, q, steps) if mode == "distributed-central-z" else None
         head, z = M.distributed(s.nodes, epsilon=eps, steps=steps, min_honest=h, tick=tick, z=zc, **kw)
-    return M.accuracy(head, s.tests), z
+    return head, z
 
 
 _WORK: dict = {}  # what forked workers inherit: the arguments and the built configurations
 
 
-def _job(key: tuple) -> tuple[tuple, float, float, float]:
-    """One (configuration, mode, epsilon, seed) in a worker: (key, accuracy, z, seconds)."""
+def _job(key: tuple) -> tuple[tuple, float, float, float, float]:
+    """One (configuration, mode, epsilon, seed) in a worker: (key, test accuracy, z, seconds, validation
+    accuracy (nan without validation pairs))."""
     import torch
 
     torch.set_num_threads(1)  # many small jobs side by side: one thread each
@@ -101,10 +105,11 @@ def _job(key: tuple) -> tuple[tuple, float, float, float]:
     t = time.time()
     if mode == "nonprivate":
         head = M.non_private(s.nodes, steps=steps, q=q, lr=a.lr, hidden=a.cmp_hidden, seed=seed)
-        acc, z = M.accuracy(head, s.tests), 0.0
+        z = 0.0
     else:
-        acc, z = run_mode(a, s, mode, eps, h, seed, None, q, steps)
-    return key, acc, z, time.time() - t
+        head, z = run_mode(a, s, mode, eps, h, seed, None, q, steps)
+    valid = M.accuracy(head, s.valid) if s.valid else float("nan")
+    return key, M.accuracy(head, s.tests), z, time.time() - t, valid
 
 
 def table1(a, setups: list[Setup], console: Console) -> dict:
@@ -131,36 +136,44 @@ def table1(a, setups: list[Setup], console: Console) -> dict:
         overall = prog.add_task(f"table 1 ({a.jobs} worker(s))", total=len(keys))
         with ProcessPoolExecutor(max_workers=a.jobs, mp_context=mp.get_context("fork")) as ex:
             for fut in as_completed([ex.submit(_job, k) for k in keys]):
-                key, acc, z, secs = fut.result()
-                got.setdefault((*key[:5], *key[6:]), []).append((acc, z))
+                key, acc, z, secs, valid = fut.result()
+                got.setdefault((*key[:5], *key[6:]), []).append((acc, z, valid))
                 prog.advance(overall)
                 prog.console.log(f"{key[0]:>9} {key[1]:<40} eps {key[4] or 0:>3g} q {key[6]:.3g} T {key[7]} "
                                  f"seed {key[5]}: acc {acc:.3f} z {z:.3f} ({secs:.0f} s)")
-    # every (q, T) of the grid: (mean accuracy over seeds, z); each mode's cell is its best grid point by mean
-    # accuracy, the same rule for every mode (selected on the held-out pairs: no separate validation split)
+    # every (q, T) of the grid: (mean test accuracy over seeds, z); each mode's cell is its best grid point by
+    # mean VALIDATION accuracy (the test pairs never choose), the same rule for every mode
     full = {(k[0], k[1], k[4], k[5], k[6]): (float(np.mean([v[0] for v in vs])), float(np.mean([v[1] for v in vs])))
             for k, vs in got.items()}
+    chooser = {(k[0], k[1], k[4], k[5], k[6]): float(np.mean([v[2] for v in vs])) for k, vs in got.items()}
     res: dict = {}
+    best: dict = {}
     for (ls, label, e, q, steps), (acc, z) in sorted(full.items(), key=lambda kv: (kv[0][3], kv[0][4])):
-        if (ls, label, e) not in res or acc > res[(ls, label, e)][0]:
+        by = chooser[(ls, label, e, q, steps)]
+        by = acc if np.isnan(by) else by  # a single grid point: nothing to choose
+        if (ls, label, e) not in best or by > best[(ls, label, e)]:
+            best[(ls, label, e)] = by
             res[(ls, label, e)] = (acc, z, q, steps)
     if any(len(grid(a, s)) > 1 for s in setups):
-        print_grid(full, eps_list)
+        print_grid(full, eps_list, chooser)
     print_table1(a, setups, res, eps_list)
     return res
 
 
-def print_grid(full: dict, eps_list: list[float]) -> None:
+def print_grid(full: dict, eps_list: list[float], chooser: dict) -> None:
     """Every grid point of every mode (the figures each tuned cell was chosen from)."""
     print()
-    print("Grid. Mean held-out accuracy (gain over chance, points; z) at each (q, T) of the shared grid.")
+    print("Grid. Mean test accuracy (gain over chance, points; z) at each (q, T) of the shared grid; "
+          "[v: mean validation accuracy, which chooses each mode's point].")
     print()
     print("| communities x members | mode | q | T | " + " | ".join(f"epsilon {e:g}" for e in eps_list) + " |")
     print("|---|---|---|---|" + "---|" * len(eps_list))
     rows = sorted({(k[0], k[1], k[3], k[4]) for k in full}, key=lambda r: (r[0], r[1], -r[2]))
     for ls, label, q, steps in rows:
-        cells = [full.get((ls, label, e, q, steps)) for e in (eps_list if label != "non-private" else [None])]
-        print(f"| {ls} | {label} | {q:.3g} | {steps} | " + " | ".join(cell(*c) if c else "-" for c in cells) + " |")
+        eps = eps_list if label != "non-private" else [None]
+        cells = [cell(*full[k]) + f" [v {chooser[k]:.3f}]" if (k := (ls, label, e, q, steps)) in full else "-"
+                 for e in eps]
+        print(f"| {ls} | {label} | {q:.3g} | {steps} | " + " | ".join(cells) + " |")
 
 
 def cell(acc: float, z: float | None = None, q: float | None = None, steps: int | None = None) -> str:

@@ -196,6 +196,9 @@ def compare(a) -> None:
                                                  featurizer=feats), feats, a.pairs))
             s.tests.append(tensors(synth_records(a.test_members, 8, 7, c, test, gamma=gamma, lexicon_texts=pool,
                                                  label="rule", sample_seed=99, featurizer=feats), feats, 8))
+            if a.q_grid:  # pairs that choose each mode's (q, T): other contributors than the tests' (seed 98)
+                s.valid.append(tensors(synth_records(a.test_members, 8, 7, c, test, gamma=gamma, lexicon_texts=pool,
+                                                     label="rule", sample_seed=98, featurizer=feats), feats, 8))
         return s
 
     res: dict = {}

@@ -6,9 +6,13 @@ dropped) — with its ledger key; the coordinator relays the signatures; a node 
 at least t valid signatures from distinct members of its neighbourhood-plus-itself cover EXACTLY the view
 it signed itself, and the survivor and dropped lists it is then asked to unmask for are that view. A node
 signs one view per plan. With t > half of every neighbourhood-plus-self (run_plan.check_plan) two
-different views cannot both gather t honest signatures in one neighbourhood, so a coordinator that tells
+different views cannot both gather t HONEST signatures in one neighbourhood, so a coordinator that tells
 node A "v survived" and node B "v dropped" gets neither reveal it needs to recover v's input (the attack
-that today recovers one node's input exactly at n=5, t=2). Protects ARCHITECTURE.md invariant 3.
+that recovered one node's input exactly at n=5, t=2). Members the coordinator controls sign both views:
+with c of them the bound is 2t > k + 1 + c (raise trust.secagg_threshold_fraction to tolerate more); and
+in a sparse graph each holder counts signatures in ITS neighbourhood, so the threshold must also meet
+Bell et al.'s bound (run_plan.check_sparse_graph; tests/privacy/secagg/test_attacks_graph.py splits the
+ring below it). Protects ARCHITECTURE.md invariant 3.
 """
 
 from __future__ import annotations

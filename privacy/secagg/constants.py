@@ -30,6 +30,7 @@ class Rule:
     ROSTER = "secagg_roster"  # this node's roster entry is not its own ledger key / ids not in the roster
     MIN_PEERS = "secagg_min_peers"  # fewer other roster members than trust.secagg_min_peers
     THRESHOLD = "secagg_threshold_fraction"  # threshold <= fraction x (neighbourhood + 1), or below 2
+    DEGREE = "secagg_degree"  # a sparse graph below Bell et al.'s degree, or its threshold below their bound
     PINNED_PEERS = "trust.peers"  # a roster member that is not one of the policy's pinned keys
     SIGNED_KEYS = "secagg_signed_keys"  # a peer's key pair not signed by its roster ledger key for this plan
     PLAN_ONCE = "secagg_plan_once"  # a run plan this node already took part in (one view per plan)

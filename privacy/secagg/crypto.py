@@ -79,7 +79,8 @@ def share(secret: bytes, t: int, n: int) -> list[bytes]:
 def combine(shares: list[bytes]) -> bytes:
     """The secret from at least t shares made by `share`: f(0) by Lagrange interpolation over Z_P."""
     pts = [(int.from_bytes(s[:2], "big"), int.from_bytes(s[2:SHARE_LEN], "big")) for s in shares]
-    if len({x for x, _ in pts}) != len(pts) or any(len(s) != SHARE_LEN for s in shares):
+    if len({x for x, _ in pts}) != len(pts) or any(len(s) != SHARE_LEN for s in shares) \
+            or any(x == 0 or y >= SHAMIR_P for x, y in pts):
         raise SecAggError("Shamir shares are malformed or repeat an index")
     # f(0) = sum_j y_j L_j(0), L_j(0) = prod_{m != j} x_m / (x_m - x_j) = X / d_j with X = prod_m x_m and
     # d_j = x_j prod_{m != j} (x_m - x_j), exact small-integer products; one modular inversion for all d_j
@@ -113,6 +114,8 @@ def seal_shares(key: bytes, src: int, dst: int, b_share: bytes, s_share: bytes) 
 def open_shares(key: bytes, ciphertext: bytes, src: int, dst: int) -> tuple[bytes, bytes]:
     """The (b-share, s-share) sealed by `seal_shares`; refuses a ciphertext routed to the wrong node."""
     plain = AESGCM(key).decrypt(ciphertext[:12], ciphertext[12:], _SHARES_AAD)
+    if len(plain) != 16 + 2 * SHARE_LEN:  # a peer the coordinator controls may seal anything under the channel key
+        raise SecAggError(f"share plaintext of {len(plain)} bytes; expected {16 + 2 * SHARE_LEN}")
     if struct.unpack(">QQ", plain[:16]) != (src, dst):
         raise SecAggError("share ciphertext was routed to the wrong node")
     return plain[16 : 16 + SHARE_LEN], plain[16 + SHARE_LEN : 16 + 2 * SHARE_LEN]

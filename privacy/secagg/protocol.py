@@ -31,7 +31,19 @@ from privacy.keys import raw_public_key
 from privacy.policy import Trust
 from privacy.secagg.consistency import check_view, check_view_signatures, sign_view
 from privacy.secagg.constants import MOD, Rule, SecAggError, ShareKind, Stage, refuse
-from privacy.secagg.crypto import CHANNEL_INFO, MASK_INFO, agree, combine, new_key_pair, open_shares, prg, public_of, seal_shares, share
+from privacy.secagg.crypto import (
+    CHANNEL_INFO,
+    MASK_INFO,
+    SHARE_LEN,
+    agree,
+    combine,
+    new_key_pair,
+    open_shares,
+    prg,
+    public_of,
+    seal_shares,
+    share,
+)
 from privacy.secagg.quantization import quantize
 from privacy.secagg.run_plan import RunPlan, check_key_signature, check_plan, sign_keys
 
@@ -307,7 +319,10 @@ class SecAggServer:
         shares: dict[tuple[str, int], list[bytes]] = {}
         for _holder, rev in reveals.items():
             for v, (kind, sh) in rev.items():
-                shares.setdefault((kind, v), []).append(sh)
+                # a malformed share (a holder the coordinator does not trust either) is left out, not combined;
+                # a well-formed but false share still gives a wrong sum: only >= t honest reveals are checked
+                if isinstance(sh, bytes) and len(sh) == SHARE_LEN and sh[:2] != b"\0\0":
+                    shares.setdefault((kind, v), []).append(sh)
         total = np.zeros(self.params.dim, dtype=np.uint64)
         for u in survivors:
             total = (total + self.inputs[u]) % MOD

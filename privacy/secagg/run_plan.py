@@ -11,9 +11,11 @@ https://eprint.iacr.org/2020/704); protects ARCHITECTURE.md invariant 3.
 - `SignedPlan`: the plan signed by the coordinator's Ed25519 key (coordinator/signing.py), kept for the
   bundle; a coordinator cannot later disown the roster or threshold it announced.
 - `check_plan`: the node's own checks (each refusal a SecAggError `policy rule <name>: ...`, constants.Rule):
-  its entry is its own ledger key; at least trust.secagg_min_peers other members; a threshold t >= 2 with
-  t > trust.secagg_threshold_fraction x (neighbourhood size + 1), so that no two disjoint parts of a
-  neighbourhood can each reach t (two survivor views cannot both be confirmed); pinned peers when set.
+  its entry is its own ledger key; at least trust.secagg_min_peers other members, in the roster and in its
+  neighbourhood; a sparse graph at Bell et al.'s degree and threshold (check_sparse_graph); a threshold
+  t >= 2 with t > trust.secagg_threshold_fraction x (neighbourhood size + 1), so that no two disjoint
+  parts of a neighbourhood can each reach t (two survivor views cannot both be confirmed by honest nodes
+  alone); pinned peers when set.
 - `sign_keys` / `check_key_signature`: every advertised SecAgg key pair (c_pk, s_pk) is signed by the
   node's ledger key over (plan digest, protocol id, c_pk, s_pk). A peer checks it against the ROSTER key of
   that id, so a coordinator can neither substitute keys (it holds no node's ledger key) nor replay a key
@@ -35,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from privacy.keys import raw_public_key
 from privacy.secagg.constants import Rule, SecAggError, refuse
+from privacy.secagg.graph import degree_for, feasible_threshold
 
 if TYPE_CHECKING:
     from privacy.secagg.protocol import Params
@@ -202,6 +205,10 @@ def check_plan(plan: RunPlan, me: int, own_ledger_key: bytes, trust) -> None:
         raise refuse(Rule.MIN_PEERS, f"the roster names {peers} other nodes; this node's policy needs at least "
                                      f"{trust.secagg_min_peers}")
     hood = len(plan.params().neighbourhood(me)) + 1
+    if hood - 1 < trust.secagg_min_peers:
+        raise refuse(Rule.MIN_PEERS, f"this node's neighbourhood holds {hood - 1} other nodes; its policy needs at "
+                                     f"least {trust.secagg_min_peers}")
+    check_sparse_graph(plan)
     if plan.threshold < 2 or not above(plan.threshold, trust.secagg_threshold_fraction, hood):
         raise refuse(Rule.THRESHOLD, f"threshold {plan.threshold} must be >= 2 and > "
                                      f"{trust.secagg_threshold_fraction:g} x {hood} (this node's neighbourhood and itself)")
@@ -210,6 +217,27 @@ def check_plan(plan: RunPlan, me: int, own_ledger_key: bytes, trust) -> None:
         for u, k in plan.roster:
             if k not in pinned:
                 raise refuse(Rule.PINNED_PEERS, f"roster member {u} ({k[:16]}...) is not one of the pinned peers")
+
+
+def check_sparse_graph(plan: RunPlan) -> None:
+    """A sparse neighbour graph (0 < neighbours < n - 1) is safe only at Bell et al.'s degree and threshold
+    (privacy/secagg/graph.py; Bell et al. 2020, Theorem 3.6, https://eprint.iacr.org/2020/704): a coordinator
+    that signs degree 1 or 2 with t = 2 and grinds the seed until the victim's neighbours are its own members
+    unmasks the victim with t = 2 signatures; one that keeps the degree but lowers t splits the ring at the
+    victim so that each half's neighbourhoods reach t (tests/privacy/secagg/test_attacks_graph.py). The node
+    recomputes both bounds itself, with graph.py's corruption and dropout fractions. The graph's seed is
+    still the coordinator's choice (grinding it costs about its log2 in the 2^-40 margin: README)."""
+    n, k = len(plan.roster), plan.neighbours
+    if not 0 < k < n - 1:
+        return  # the complete graph: every node shares with every other
+    need = degree_for(n)
+    if k < need:
+        raise refuse(Rule.DEGREE, f"the plan's degree {k} is below the {need} that {n} nodes need "
+                                  f"(Bell et al. 2020)")
+    least = feasible_threshold(n, k)
+    if least is None or plan.threshold < least:
+        raise refuse(Rule.DEGREE, f"threshold {plan.threshold} is below the {least} that {n} nodes of degree {k} "
+                                  f"need (Bell et al. 2020)")
 
 
 def key_message(digest: bytes, u: int, c_pk: bytes, s_pk: bytes) -> bytes:

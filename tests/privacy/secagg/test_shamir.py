@@ -50,3 +50,28 @@ def test_malformed_or_repeated_shares_are_refused():
         combine([shares[0][:-1], shares[1]])
     with pytest.raises(SecAggError):
         share(b"short", 2, 3)
+
+
+def test_hostile_shares_are_refused_not_interpolated():
+    """Shares come back through the coordinator: index 0 (the secret's own point), a value >= P, a wrong length."""
+    shares = share(os.urandom(32), 2, 3)
+    with pytest.raises(SecAggError):
+        combine([b"\0\0" + shares[0][2:], shares[1]])
+    with pytest.raises(SecAggError):
+        combine([shares[0][:2] + (SHAMIR_P + 1).to_bytes(SHARE_LEN - 2, "big"), shares[1]])
+    with pytest.raises(SecAggError):
+        combine([shares[0][:-1], shares[1]])
+
+
+def test_a_short_share_plaintext_is_refused_by_the_channel():
+    """A peer the coordinator controls seals a plaintext shorter than two shares: refused, not a crash
+    (struct.error) nor truncated shares revealed later."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from privacy.secagg.crypto import _SHARES_AAD, open_shares
+
+    key, nonce = os.urandom(32), os.urandom(12)
+    for plain in (b"short", (1).to_bytes(8, "big") + (2).to_bytes(8, "big") + b"x" * 3):
+        ct = nonce + AESGCM(key).encrypt(nonce, plain, _SHARES_AAD)
+        with pytest.raises(SecAggError, match="share plaintext"):
+            open_shares(key, ct, 1, 2)
