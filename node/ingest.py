@@ -134,21 +134,20 @@ def import_file(
             before = set(store.contributor_ids())
             seen: set[str] = set()
             prepared: list = []
-            keys: set[str] = set()  # uids (keyed ids of source and key) of the prepared, not yet written records
             parsed: list = []  # (line, record, uid) read, not yet checked against the store (one query per CHUNK)
 
             def prepare() -> None:
-                """Duplicates counted and skipped, the rest redacted into `prepared`, written when a batch is due."""
+                """Records already stored counted and skipped, the rest redacted into `prepared`, written when a
+                batch is due. A second copy within the batch goes to write_batch, which stores it only when the
+                first was not stored (refused by the ownership rule, say): as one-by-one add_record did."""
                 stored = existing_uids(store, [uid for _, _, uid in parsed])
                 for line, rec, uid in parsed:
-                    if uid in keys or uid in stored:
+                    if uid in stored:
                         report.duplicates += 1
                         continue
-                    keys.add(uid)
                     prepared.append((line, rec, uid, redact_record(rec)))
                     if batches.due(len(prepared)):
                         _write(store, batches, prepared, path, skip_invalid, report, seen, consent_row)
-                        keys.clear()  # written: a later copy is found in the store (or by write_batch)
                 parsed.clear()
 
             for item in read_records(path, fmt=fmt, contributor=contributor, max_record_bytes=max_record_bytes,

@@ -127,3 +127,20 @@ def test_write_batch_refuses_to_run_outside_its_import(tmp_path):
     nd = NodeDir.init(tmp_path / "n", "t")
     with nd.open_store() as store, pytest.raises(ValueError, match="pending import"):
         write_batch(store, [], 1, None)
+
+
+def test_a_refused_record_does_not_make_a_later_valid_copy_a_duplicate(tmp_path, monkeypatch):
+    """Line 1 breaks the ownership rule, line 2 has the same (source, key) and is valid: with --skip-invalid
+    line 2 is stored, as one-by-one add_record stored it (found by the review of the batch writer)."""
+    import node.ingest as ingest
+
+    rows = [(1, rec("kx", "dave", ["erin"])), (2, rec("kx", None, ["erin"])), (3, rec("kx", None, ["erin"]))]
+    monkeypatch.setattr(ingest, "read_records", lambda *a, **k: iter(rows))
+    f = tmp_path / "f.jsonl"
+    f.write_text("{}\n")
+    nd = NodeDir.init(tmp_path / "n", "t")
+    with nd.open_store() as store:
+        report = ingest.import_file(store, f, fmt="sharelm", skip_invalid=True)
+        assert report.records == 1 and report.duplicates == 1 and len(report.skipped) == 1
+        assert "f.jsonl:1: field 'feedback[0].contributor'" in report.skipped[0]
+        assert store.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 1
