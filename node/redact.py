@@ -52,6 +52,7 @@ import ipaddress
 import re
 from collections import Counter
 
+from node.confusables import fold
 from node.pii_patterns import PREFILTER, redact_identifiers
 from node.schema import Record
 
@@ -310,7 +311,20 @@ def _sequential(text: str, counts: Counter) -> tuple[str, bool]:
 
 
 def redact(text: str) -> tuple[str, Counter]:
-    """`text` with PII replaced by the tokens in the module table, and how many of each kind."""
+    """`text` with PII replaced by the tokens in the module table, and how many of each kind. A text with
+    look-alike characters (node/confusables.py) is redacted as written and folded; the folded result is
+    kept when it found more identifiers (a card in full-width digits, a phone with en-dashes)."""
+    written = _redact_as_written(text)
+    if not text or text.isascii():
+        return written
+    folded = fold(text)
+    if folded == text:
+        return written
+    as_folded = _redact_as_written(folded)
+    return as_folded if sum(as_folded[1].values()) > sum(written[1].values()) else written
+
+
+def _redact_as_written(text: str) -> tuple[str, Counter]:
     counts: Counter = Counter()
     if not text or not _maybe_pii(text):
         return text, counts
@@ -328,6 +342,7 @@ def contact_kind(value: str) -> str | None:
     """"an e-mail address" or "a phone number" when `value` holds one, else None: a contributor id that
     is a person's contact is refused at import (node/importers/common.py `Context.who`), since ids are
     stored in clear."""
+    value = fold(value)  # a contact written with look-alike characters is still a contact
     if not _maybe_pii(value):
         return None  # no e-mail or phone layout can match (see NECESSARY)
     for g, kind, _, ok in ALTERNATIVES:
@@ -341,7 +356,7 @@ def contact_kind(value: str) -> str | None:
 def _redact_value(value, total: Counter):
     """Strings redacted, dicts' values and lists' items recursively; anything else unchanged."""
     if isinstance(value, str):
-        if not value or not _maybe_pii(value):
+        if not value or (value.isascii() and not _maybe_pii(value)):
             return value  # redact() would return it unchanged, with no counts (saves building a Counter)
         value, c = redact(value)
         total.update(c)
