@@ -312,16 +312,14 @@ def _sequential(text: str, counts: Counter) -> tuple[str, bool]:
 
 def redact(text: str) -> tuple[str, Counter]:
     """`text` with PII replaced by the tokens in the module table, and how many of each kind. A text with
-    look-alike characters (node/confusables.py) is redacted as written and folded; the folded result is
-    kept when it found more identifiers (a card in full-width digits, a phone with en-dashes)."""
-    written = _redact_as_written(text)
-    if not text or text.isascii():
-        return written
-    folded = fold(text)
-    if folded == text:
-        return written
-    as_folded = _redact_as_written(folded)
-    return as_folded if sum(as_folded[1].values()) > sum(written[1].values()) else written
+    look-alike characters (node/confusables.py) is redacted as written, then what is left is folded and
+    redacted again; the folded text is kept only when that found more (a card in full-width digits, a
+    phone with en-dashes), so no identifier found as written can be lost to folding."""
+    out, counts = _redact_as_written(text)
+    if not out or out.isascii() or (folded := fold(out)) == out:
+        return out, counts
+    more_text, more = _redact_as_written(folded)
+    return (more_text, counts + more) if more else (out, counts)
 
 
 def _redact_as_written(text: str) -> tuple[str, Counter]:

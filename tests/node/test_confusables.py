@@ -45,3 +45,9 @@ def test_a_contributor_id_that_is_a_disguised_contact_is_refused():
 def test_fold_maps_look_alikes_and_leaves_ascii_alone():
     assert fold("ab-12 x@y") == "ab-12 x@y"
     assert fold("４\u00a0٤\u2013\u200b५") == "4 4-5"
+
+
+def test_identifiers_found_as_written_and_after_folding_are_all_redacted():
+    out, counts = redact("card 4111 1111 1111 1111, mail jo＠example.org, call 555–123–4567")
+    assert counts == {"card": 1, "email": 1, "phone": 1}
+    assert out == "card [CARD], mail [EMAIL], call [PHONE]"
