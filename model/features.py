@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -122,13 +123,15 @@ class HashedNgramFeaturizer:
         return out
 
     def _one(self, text: str) -> np.ndarray:
-        counts: dict[str, int] = {}
-        for g in self.grams(text):
-            counts[g] = counts.get(g, 0) + 1
+        counts = Counter(self.grams(text))  # first-occurrence order, as the dict it replaces
         v = np.zeros(self.dim, dtype=np.float64)
-        for g, c in counts.items():
-            b, s = self._bucket(g)
-            v[b] += s * (1.0 + np.log(c))
+        if counts:
+            memo, bucket = self._memo, self._bucket
+            hits = [memo.get(g) or bucket(g) for g in counts]
+            bs, ss = zip(*hits)
+            weights = np.array(ss) * (1.0 + np.log(np.array(list(counts.values()), dtype=np.float64)))
+            buckets = np.array(bs, dtype=np.int64)
+            np.add.at(v, buckets, weights)  # in the grams' order, as the loop it replaces (same float sums)
         n = np.linalg.norm(v)
         return (v / n if n > 0 else v).astype(np.float32)
 

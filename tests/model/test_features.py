@@ -26,6 +26,21 @@ def test_hashed_deterministic_normalised_and_discriminative():
     assert isinstance(f, Featurizer)
 
 
+def test_hashed_features_equal_the_plain_definition():
+    """The vectorised accumulation (issue 16: featurisation is part of every round) gives exactly the
+    features of the definition: each distinct n-gram adds sign x (1 + log count) to its bucket, then L2."""
+    f = HashedNgramFeaturizer(dim=64)
+    texts = ["the the the cat", "Ünïcödé ２０２６ and more words, more words", "x", "a b a b a b a b", ""]
+    for text, row in zip(texts, f.encode(texts)):
+        v = np.zeros(64)
+        grams = f.grams(text)
+        for g in dict.fromkeys(grams):
+            b, s = f._bucket(g)
+            v[b] += s * (1.0 + np.log(grams.count(g)))
+        n = np.linalg.norm(v)
+        np.testing.assert_array_equal(row, (v / n if n > 0 else v).astype(np.float32))
+
+
 def test_salt_changes_hashing_and_config_roundtrip():
     f = HashedNgramFeaturizer(dim=64, salt="x")
     g = featurizer_from_config(f.config())
