@@ -6,8 +6,9 @@ these, and node/redact.py's layouts (ASCII digits, "@", "-" and " ") miss them. 
 the characters the layouts expect: Unicode compatibility normalisation (NFKC, UAX #15: full-width forms,
 no-break spaces), every decimal digit to its ASCII digit (Arabic-Indic, Devanagari, ...), dashes and
 minus signs to "-", other space separators to " ", and drops invisible format characters (zero-width
-spaces and joiners, word joiner, soft hyphen, BOM). node/redact.py redacts the folded text when it holds
-more identifiers than the text as written, so only such texts are stored folded.
+spaces and joiners, word joiner, soft hyphen, BOM). node/redact.py first redacts the text as written,
+then folds what is left and redacts it again; the folded text is stored only when that second pass
+found an identifier, so other texts keep their characters.
 """
 
 from __future__ import annotations
