@@ -124,15 +124,15 @@ def hello(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One round of user-level DP-SGD through the release gate (ledger entry first), or a refusal."""
-    from node.distributed import handle, is_distributed
+    from node import distributed
     from node.head import run_problem
     from node.training import TrainingRefused, train_round  # torch and Opacus: only handlers that train import them
     from privacy.release import PolicyViolation
 
-    if Record.CONFIG in msg.content and is_distributed(dict(msg.content[Record.CONFIG])):
-        return handle(msg, context)  # one DP-SGD step over the union (node/distributed.py)
     nd = node_dir_of(context)
     cfg = dict(msg.content[Record.CONFIG])
+    union = distributed.is_distributed(cfg)  # one DP-SGD step over the union (node/distributed.py)
+    round_of = distributed.distributed_round if union else train_round
     arrays = msg.content[Record.ARRAYS].to_numpy_ndarrays() if Record.ARRAYS in msg.content else []
     with nd.open_store() as store:
         try:
@@ -140,13 +140,15 @@ def train(msg: Message, context: Context) -> Message:
             # committed plan's rounds enforced, the ledger entry committed before the update leaves
             if (bad_run := run_problem(run_of(msg), f"{cfg.get('federation_id')}/{cfg.get('round')}")) is not None:
                 raise TrainingRefused(f"policy rule run: {bad_run}")  # node/head.py: heads bind to the run
-            request, plan, rel = train_round(nd, store, cfg, arrays, Key.FEATURIZER, Key.HEAD)
-            update = np.frombuffer(rel.payload, dtype=np.float32)  # a repeated round gets the cached update
+            request, plan, rel = round_of(nd, store, cfg, arrays, Key.FEATURIZER, Key.HEAD)
             ledger_now = ledger_record(nd, store)
             remember_head(msg, context, store)
         except (TrainingRefused, PolicyViolation) as e:
             return reply(msg, context, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}),
                                Record.LEDGER: ledger_record(nd, store)}, store)
+    if union:
+        return distributed.reply_for(msg, context, nd, rel, ledger_now)
+    update = np.frombuffer(rel.payload, dtype=np.float32)  # a repeated round gets the cached update
     status = ConfigRecord({
         Key.OK: True,
         Key.LEDGER_SEQ: rel.seq,

@@ -246,29 +246,14 @@ def field_vector(payload: bytes) -> np.ndarray:
     return np.frombuffer(payload, dtype="<u4").astype(np.uint64)
 
 
-def handle(msg, context):
-    """The ClientApp's train handler for a distributed round (node/client_app.py `train` dispatches here):
-    a refusal naming the rule, or a status whose value waits in the context for the SecAgg+ stages."""
+def reply_for(msg, context, nd, rel, ledger_now):
+    """The train reply of a distributed round (node/client_app.py `train` ran the round through
+    `distributed_round`): the value waits in the context for the SecAgg+ stages, masked only there."""
     from flwr.app import ArrayRecord, ConfigRecord
 
-    from node.client_app import ledger_record, node_dir_of, remember_head, reply, run_of
-    from node.head import run_problem
-    from privacy.release import PolicyViolation
+    from node.client_app import reply
     from protos.wire import Key, Record
 
-    nd = node_dir_of(context)
-    cfg = dict(msg.content[Record.CONFIG])
-    arrays = msg.content[Record.ARRAYS].to_numpy_ndarrays() if Record.ARRAYS in msg.content else []
-    with nd.open_store() as store:
-        try:
-            if (bad_run := run_problem(run_of(msg), f"{cfg.get('federation_id')}/{cfg.get('round')}")) is not None:
-                raise TrainingRefused(f"policy rule run: {bad_run}")
-            rel = distributed_round(nd, store, cfg, arrays, Key.FEATURIZER, Key.HEAD)[2]
-            ledger_now = ledger_record(nd, store)
-            remember_head(msg, context, store)
-        except (TrainingRefused, PolicyViolation) as e:
-            return reply(msg, context, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}),
-                                        Record.LEDGER: ledger_record(nd, store)}, store)
     context.state["pending_integers"] = ArrayRecord([field_vector(rel.payload)])
     h = int(nd.policy().trust.min_honest_nodes)  # UNMASK refuses with fewer survivors: their shares fall short
     context.state["secagg_require"] = ConfigRecord({"min_survivors": h, "rule": REQUIRE_RULE})
