@@ -351,3 +351,50 @@ class CachedEncoder:
                 raise ValueError(f"cached feature for text #{i} has shape {v.shape}, expected ({self.dim},)")
             out[i] = v
         return out
+
+
+@runtime_checkable
+class BatchCache(Protocol):
+    """Feature rows of whole `encode` calls by opaque key (node/store_cache.py `FeatureBatches`)."""
+
+    def key(self, texts: list[str]) -> str:
+        """The opaque key the batch `texts` is cached under."""
+        ...
+
+    def get(self, key: str, n: int, dim: int) -> np.ndarray | None:
+        """The cached [n, dim] rows of `key`, or None."""
+        ...
+
+    def put(self, key: str, vecs: np.ndarray) -> None:
+        """Cache the rows of a batch (the cache may decline)."""
+        ...
+
+
+class BatchCachedEncoder:
+    """A featurizer whose `encode(texts)` answers a batch seen before from `cache`, whole.
+
+    For the float16 feature table of node/dpsgd/data.py: rows come back rounded to float16 precision
+    (as float32) whether they were cached or computed now, so a hit and a miss give the same values.
+    Same `name`, `dim` and `config()` as `featurizer`; its n-gram memo stays reachable as `_memo`."""
+
+    def __init__(self, featurizer: Featurizer, cache: BatchCache):
+        self.featurizer, self.cache = featurizer, cache
+        self.name, self.dim = featurizer.name, featurizer.dim
+        self._memo = getattr(featurizer, "_memo", None)
+
+    def config(self) -> dict[str, Any]:
+        """The wrapped featurizer's config (the cache does not change the features)."""
+        return self.featurizer.config()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Feature rows for `texts` (float32 [len(texts), dim], float16 precision)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        key = self.cache.key(texts)
+        rows = self.cache.get(key, len(texts), self.dim)
+        if rows is None:
+            rows = np.asarray(self.featurizer.encode(texts), dtype=np.float32).reshape(len(texts), self.dim)
+            rows = rows.astype(np.float16)
+            self.cache.put(key, rows)
+        return rows.astype(np.float32)

@@ -27,10 +27,10 @@ from node import import_batches, links, store_db
 from node.crypto import StoreCipher
 from node.ownership import check_ownership
 from node.schema import Feedback, Message, Record, Response
-from node.store_cache import EmbeddingCache, _statements
+from node.store_cache import EmbeddingCache, FeatureBatches, _statements
 from node.store_db import StoreBusy
 
-__all__ = ["DB_NAME", "MIGRATIONS", "EmbeddingCache", "Store", "StoreBusy", "StoreError", "utcnow"]
+__all__ = ["DB_NAME", "MIGRATIONS", "EmbeddingCache", "FeatureBatches", "Store", "StoreBusy", "StoreError", "utcnow"]
 
 DB_NAME = "store.sqlite"
 
@@ -134,6 +134,14 @@ MIGRATIONS: list[str | Callable[["Store"], None]] = [
     );
     """,
     import_batches.V4,  # v4: batched imports stay invisible until done (node/import_batches.py)
+    # v5: whole encode batches of hashed features, sealed, for a plan's later rounds (node/store_cache.py)
+    """
+    CREATE TABLE feature_batches(           -- HMAC(featurizer, the batch's texts) -> sealed float16 rows
+        key TEXT PRIMARY KEY,
+        featurizer TEXT NOT NULL,
+        vecs BLOB NOT NULL
+    );
+    """,
 ]
 
 
@@ -366,6 +374,10 @@ class Store:
     def embedding_cache(self, featurizer_name: str) -> "EmbeddingCache":
         """The sealed feature cache of one featurizer (a `model.features.FeatureCache`)."""
         return EmbeddingCache(self, featurizer_name)
+
+    def feature_batches(self, featurizer_name: str) -> "FeatureBatches":
+        """The sealed cache of whole encode batches of one featurizer (a `model.features.BatchCache`)."""
+        return FeatureBatches(self, featurizer_name)
 
     # --- withdrawal --------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""The store's sealed feature cache (HMAC(featurizer, text) -> AES-GCM vector) and its SQL script
-splitter; the cache never holds text (ARCHITECTURE.md invariant 1). Used through node/store.py.
+"""The store's sealed feature caches — per text (HMAC(featurizer, text) -> AES-GCM vector) and per
+encode batch (HMAC(featurizer, texts) -> AES-GCM rows) — and its SQL script splitter; the caches never
+hold text (ARCHITECTURE.md invariant 1). Used through node/store.py.
 """
 
 from __future__ import annotations
@@ -46,6 +47,74 @@ class EmbeddingCache:
             for k, v in items.items():
                 blob = self.store.cipher.seal(np.asarray(v, dtype=np.float32).tobytes(), b"emb:" + k.encode())
                 self.store.conn.execute("INSERT OR REPLACE INTO embeddings(key, vec) VALUES(?, ?)", (k, blob))
+
+
+class FeatureBatches:
+    """Sealed feature rows of whole encode batches, keyed by HMAC(featurizer, the batch's texts).
+
+    A training round streams the same texts in the same batches as the round before it
+    (node/dpsgd/data.py `stream_contributor_tensors`), and on the Deployment Engine every round runs in
+    a fresh ClientApp process: without this, each round of a plan hashes every text again (issue 16).
+    Content-addressed: a batch whose texts changed in any way (a record added, deleted, reordered)
+    has another key, so a hit is exactly what encoding would give. Rows are kept as float16, which is
+    what the training feature table rounds every value to (node/dpsgd/data.py `_Table`). Bounded: a
+    pass caches at most MAX_ROWS rows (a million members' features are recomputed, not stored twice),
+    and `prune` drops the batches of this featurizer that the pass did not use. Withdrawal and a
+    member's deletion empty the table (node/withdrawal.py, node/service/members.py).
+
+    Implements model.features.BatchCache: encode through it with `model.features.BatchCachedEncoder`."""
+
+    MAX_ROWS = 1 << 17  # 131,072 texts: ~100 MB of float16 rows at 384 dimensions
+
+    def __init__(self, store: Store, featurizer_name: str):
+        self.store, self.name = store, featurizer_name
+        self.used: set[str] = set()
+        self.rows = 0
+
+    def key(self, texts: list[str]) -> str:
+        """The cache key of a batch: HMAC(featurizer, the texts, each prefixed by its length)."""
+        return self.store.cipher.ident("feature-batch", self.name, "".join(f"{len(t)}:{t}" for t in texts))
+
+    def _aad(self, key: str) -> bytes:
+        return b"feature-batch:" + key.encode()
+
+    def get(self, key: str, n: int, dim: int):
+        """The cached [n, dim] float16 rows of the batch `key`, or None."""
+        import numpy as np
+
+        row = self.store.conn.execute("SELECT vecs FROM feature_batches WHERE key=? AND featurizer=?",
+                                      (key, self.name)).fetchone()
+        if row is None:
+            return None
+        vecs = np.frombuffer(self.store.cipher.open(row[0], self._aad(key)), dtype=np.float16)
+        if vecs.size != n * dim:
+            return None
+        self.used.add(key)
+        self.rows += n
+        return vecs.reshape(n, dim)
+
+    def put(self, key: str, vecs) -> None:
+        """Seal and store a batch's rows (as float16), unless the pass already holds MAX_ROWS."""
+        import numpy as np
+
+        vecs = np.asarray(vecs, dtype=np.float16)
+        if self.rows + len(vecs) > self.MAX_ROWS:
+            return
+        blob = self.store.cipher.seal(vecs.tobytes(), self._aad(key))
+        with self.store.transaction():
+            self.store.conn.execute("INSERT OR REPLACE INTO feature_batches(key, featurizer, vecs) VALUES(?, ?, ?)",
+                                    (key, self.name, blob))
+        self.used.add(key)
+        self.rows += len(vecs)
+
+    def prune(self) -> int:
+        """Delete this featurizer's batches that this pass did not use; returns how many."""
+        stale = [k for (k,) in self.store.conn.execute("SELECT key FROM feature_batches WHERE featurizer=?", (self.name,))
+                 if k not in self.used]
+        if stale:
+            with self.store.transaction():
+                self.store.conn.executemany("DELETE FROM feature_batches WHERE key=?", [(k,) for k in stale])
+        return len(stale)
 
 
 def _statements(script: str) -> list[str]:

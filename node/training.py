@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from model.features import CachedEncoder, cache_name
+from model.features import BatchCachedEncoder, CachedEncoder, cache_name
 from model.reward_model import head_from_config, state_to_vector, vector_to_state
 from model.training_config import TRAINING
 from node.consent import eligible_contributors
@@ -144,16 +144,21 @@ def contributor_data(store, policy, featurizer, max_pairs: int, plan_id: str = "
     person's pairs are chosen with `pair_subset_key(store, plan_id)` (issue 10, finding 1). Records
     stream from the store in batches into compact arrays (node/dpsgd/data.py
     `stream_contributor_tensors`): no member's records are held beyond their batch (issue 16 item 3).
-    Hashed features are recomputed rather than cached (hashing costs less than a cache round trip)."""
+    Hashed features are cached per encode batch (node/store_cache.py `FeatureBatches`: one look-up per
+    4,096 texts, where a look-up per text would cost more than hashing), so a plan's later rounds, each in
+    a fresh ClientApp process on the Deployment Engine, do not featurize again (issue 16)."""
     eligible = eligible_contributors(store, policy)
     digest = hashlib.sha256("\x1f".join(sorted(eligible)).encode()).hexdigest()
     key = (str(store.path), json.dumps(featurizer.config(), sort_keys=True), digest, max_pairs, plan_id)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()  # free the previous tensors before building the next
-        encoder = featurizer if featurizer.name == "hashed-ngram" else \
+        batches = store.feature_batches(cache_name(featurizer)) if featurizer.name == "hashed-ngram" else None
+        encoder = BatchCachedEncoder(featurizer, batches) if batches is not None else \
             CachedEncoder(featurizer, store.embedding_cache(cache_name(featurizer)))
         _DATA_CACHE[key] = stream_contributor_tensors(store.records(contributors=eligible), encoder, max_pairs,
                                                       key=pair_subset_key(store, plan_id))
+        if batches is not None:
+            batches.prune()  # batches of texts this pass no longer reads (changed data, an earlier plan)
     return _DATA_CACHE[key]
 
 

@@ -46,6 +46,7 @@ def forget(self: "Store", contributor: str) -> dict:
         for name in names:
             for t in texts:
                 self.conn.execute("DELETE FROM embeddings WHERE key=?", (self.cipher.ident("emb", name, t),))
+        self.conn.execute("DELETE FROM feature_batches")  # every batch that held their texts' rows goes (recomputed next round)
         self.conn.execute("DELETE FROM contributors WHERE id=?", (contributor,))
         self.conn.execute(
             "INSERT OR IGNORE INTO withdrawn(id_mac, withdrawn_at) VALUES(?, ?)",

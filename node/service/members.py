@@ -302,6 +302,7 @@ def delete_contribution(nd, member_id: str, cid: str) -> None:
                 for name in names:
                     for t in texts:
                         store.conn.execute("DELETE FROM embeddings WHERE key=?", (store.cipher.ident("emb", name, t),))
+                store.conn.execute("DELETE FROM feature_batches")  # batches that held these texts' rows
                 store.conn.execute("DELETE FROM feedback WHERE conversation_id=?", (conv,))
                 store.conn.execute("DELETE FROM conversations WHERE id=?", (conv,))
             store.conn.execute("DELETE FROM contributions WHERE id=?", (cid,))
