@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,7 +25,7 @@ from privacy.secagg.constants import SecAggError
 from privacy.secagg.graph import degree_for, threshold_for
 from privacy.secagg.protocol import SecAggServer
 from privacy.secagg.quantization import dequantize_sum
-from privacy.secagg.run_plan import default_threshold, make_plan, sign_plan
+from privacy.secagg.run_plan import RunPlan, default_threshold, make_plan, sign_plan
 from protos.wire import Key, MessageType, Record
 
 log = logging.getLogger("cairn.coordinator")
@@ -111,21 +112,30 @@ def _refused(reps: dict[int, Message], stage: str, refusals: dict[int, str]) -> 
     return ok
 
 
-def secure_sum(grid, nodes: list[int], cfg, dim: int, group: str, *, integers: bool = False,
-               roster: dict[int, str] | None = None, refusals: dict[int, str] | None = None,
-               signed_plans: list[str] | None = None) -> tuple[np.ndarray, list[int]]:
-    """SecAgg+ over `nodes` (each holds its pending value): returns (float sum, contributing nodes), or with
-    `integers` the raw modular sum (np.uint64, mod 2^32). `roster`: Flower node id -> ledger public key hex
-    (default: from the run's signed heads); `refusals` receives each refusing node's reason; `signed_plans`
-    the signed plan (JSON), also kept with the run grid's heads for the bundle (`plan_files`). Raises
-    SecAggError when the sum cannot be recovered."""
-    refusals = {} if refusals is None else refusals
+@dataclass
+class Planned:
+    """A signed run plan over `nodes` (Flower ids) with protocol ids 1..n (`idx`, and `back` to Flower ids)."""
+
+    nodes: list[int]
+    idx: dict[int, int]
+    back: dict[int, int]
+    plan: RunPlan
+    signed: str
+
+    def keys_config(self, n: int) -> ConfigRecord:
+        """What node `n` needs to answer stage KEYS: its protocol id and the signed plan."""
+        return ConfigRecord({Key.ME: self.idx[n], Key.RUN_PLAN: self.signed})
+
+
+def plan_for(grid, nodes: list[int], cfg, dim: int, group: str, *, integers: bool = False,
+             roster: dict[int, str] | None = None, signed_plans: list[str] | None = None) -> Planned:
+    """Build and sign the run plan of one aggregation over `nodes` (those with a known ledger key; see
+    `secure_sum` for the arguments); the signed plan is also kept for the bundle. Raises SecAggError below 2."""
     keys = roster if roster is not None else roster_of(grid, nodes)
     nodes = [n for n in sorted(nodes) if n in keys]
     if len(nodes) < 2:
         raise SecAggError(f"only {len(nodes)} nodes with a known ledger key; secure aggregation needs 2")
     idx = {n: i + 1 for i, n in enumerate(nodes)}  # protocol ids 1..n (Flower ids exceed int64)
-    back = {i: n for n, i in idx.items()}
     neighbours, threshold = plan_shape(len(nodes))
     plan = make_plan(str(getattr(cfg, "federation_id", "")), group, [keys[n] for n in nodes], clip=cfg.secagg_clip,
                      levels=cfg.secagg_levels, dim=dim, mode="integer" if integers else "float", threshold=threshold,
@@ -134,12 +144,48 @@ def secure_sum(grid, nodes: list[int], cfg, dim: int, group: str, *, integers: b
     for kept in (signed_plans, _run_plans(grid)):
         if kept is not None:
             kept.append(signed)
+    return Planned(nodes, idx, {i: n for n, i in idx.items()}, plan, signed)
+
+
+def _keys_refused(reps: dict[int, Message], refusals: dict[int, str]) -> dict[int, Message]:
+    """The replies of an exchange that also answered stage KEYS (a train under the plan) that carry keys;
+    a node's KEYS refusal (Record.KEYS with Key.REFUSED) is logged and kept in `refusals`."""
+    ok = {}
+    for n, r in reps.items():
+        keys = r.content[Record.KEYS] if Record.KEYS in r.content else None
+        if keys is not None and Key.REFUSED in keys:
+            refusals[n] = f"secure aggregation (keys): {keys[Key.REFUSED]}"
+            log.warning("node %s refused SecAgg+ keys: %s", n, keys[Key.REFUSED])
+        elif keys is not None:
+            ok[n] = r
+    return ok
+
+
+def secure_sum(grid, nodes: list[int], cfg, dim: int, group: str, *, integers: bool = False,
+               roster: dict[int, str] | None = None, refusals: dict[int, str] | None = None,
+               signed_plans: list[str] | None = None, planned: Planned | None = None,
+               keyed: dict[int, Message] | None = None) -> tuple[np.ndarray, list[int]]:
+    """SecAgg+ over `nodes` (each holds its pending value): returns (float sum, contributing nodes), or with
+    `integers` the raw modular sum (np.uint64, mod 2^32). `roster`: Flower node id -> ledger public key hex
+    (default: from the run's signed heads); `refusals` receives each refusing node's reason; `signed_plans`
+    the signed plan (JSON), also kept with the run grid's heads for the bundle (`plan_files`). With
+    `planned` (from `plan_for`, sent with the exchange that computed the values) and `keyed` (that
+    exchange's replies, which carry each node's signed keys), stage KEYS is not sent again: one exchange
+    fewer. Raises SecAggError when the sum cannot be recovered."""
+    refusals = {} if refusals is None else refusals
+    if planned is None:
+        planned = plan_for(grid, nodes, cfg, dim, group, integers=integers, roster=roster, signed_plans=signed_plans)
+    plan, idx, back = planned.plan, planned.idx, planned.back
     server, timeout = SecAggServer(plan), getattr(cfg, "timeout", None)
 
     def stage(kind: str, name: str, contents: dict[int, RecordDict]) -> dict[int, Message]:
         return _refused(send(grid, kind, sorted(contents), contents, group, timeout), name, refusals)
 
-    reps = stage(MessageType.SECAGG_KEYS, "keys", {n: _config({Key.ME: idx[n], Key.RUN_PLAN: signed}) for n in nodes})
+    if keyed is not None:
+        reps = _keys_refused({n: r for n, r in keyed.items() if n in idx}, refusals)
+    else:
+        reps = stage(MessageType.SECAGG_KEYS, "keys", {n: RecordDict({Record.CONFIG: planned.keys_config(n)})
+                                                       for n in planned.nodes})
     pks = server.collect_public_keys({idx[n]: (bytes(r.content[Record.KEYS][Key.C_PK]), bytes(r.content[Record.KEYS][Key.S_PK]),
                                                bytes(r.content[Record.KEYS][Key.KEY_SIG])) for n, r in reps.items()})
     params = plan.params()

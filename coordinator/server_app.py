@@ -34,7 +34,7 @@ from coordinator.bundle import audit_written, check_out_writable, write_bundle
 from coordinator.heads import Collected, RunGrid, dropped_ids
 from coordinator.planning import ask_budgets_and_plan, plan_dict
 from coordinator.polling import PollingGrid
-from coordinator.secure_sum import plan_files, secure_sum  # SecAgg+ (moved; callers import secure_sum here too)
+from coordinator.secure_sum import plan_files, plan_for, secure_sum  # SecAgg+ (moved; callers import secure_sum here too)
 from coordinator.secure_sum import send as _send
 from coordinator.signing import load_or_create_key
 from model.presets import preset_config
@@ -177,6 +177,12 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
                 Key.FEATURIZER: json.dumps(cfg.featurizer), Key.HEAD: json.dumps(head.arch()), Key.SECAGG: cfg.secagg,
             })
         content = {n: RecordDict({Record.ARRAYS: ArrayRecord([global_vec]), Record.CONFIG: train_cfg(n)}) for n in trainers}
+        planned = None  # under SecAgg+ the round's signed plan travels with the train message; replies carry the keys
+        if cfg.secagg and len(trainers) >= 2:
+            planned = plan_for(grid, trainers, cfg, global_vec.size, f"secagg-{r}",
+                               roster={n: bytes(infos[n][Key.LEDGER_PUBLIC_KEY]).hex() for n in trainers})
+            for n in planned.nodes:
+                content[n][Record.SECAGG_PLAN] = planned.keys_config(n)
         reps = _send(grid, MessageType.TRAIN, trainers, content, f"round-{r}", cfg.timeout) if trainers else {}
         ok = {n: rep.content[Record.STATUS] for n, rep in reps.items() if rep.content[Record.STATUS][Key.OK]}
         refused = {infos[n][Key.NODE_ID]: str(rep.content[Record.STATUS][Key.REFUSED])
@@ -190,11 +196,11 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
         for nid, why in refused.items():
             log.warning("round %d: %s (%s) refused: %s", r, names[nid], nid[:12], why)
         contributed: list[int] = []
-        if cfg.secagg and len(ok) >= 2:
+        if cfg.secagg and len(ok) >= 2 and planned is not None:
             sa_refused: dict[int, str] = {}  # nodes whose own policy refused the signed run plan, keys or views
             try:
                 total, contributed = secure_sum(grid, sorted(ok), cfg, global_vec.size, f"secagg-{r}", refusals=sa_refused,
-                                                roster={n: bytes(infos[n][Key.LEDGER_PUBLIC_KEY]).hex() for n in ok})
+                                                planned=planned, keyed={n: reps[n] for n in ok})
                 update = (total / len(contributed)).astype(np.float32)
             except SecAggError as e:
                 log.warning("round %d: secure aggregation failed: %s", r, e)

@@ -124,26 +124,32 @@ def hello(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One round of user-level DP-SGD through the release gate (ledger entry first), or a refusal."""
-    from node import distributed
+    from node import distributed, secagg
     from node.head import run_problem
     from node.training import TrainingRefused, train_round  # torch and Opacus: only handlers that train import them
     from privacy.release import PolicyViolation
+    from privacy.secagg.constants import SecAggError
 
     nd = node_dir_of(context)
     cfg = dict(msg.content[Record.CONFIG])
     union = distributed.is_distributed(cfg)  # one DP-SGD step over the union (node/distributed.py)
     round_of = distributed.distributed_round if union else train_round
     arrays = msg.content[Record.ARRAYS].to_numpy_ndarrays() if Record.ARRAYS in msg.content else []
+    # under SecAgg+ the message may carry the round's signed run plan: the reply then carries the KEYS stage
+    keys_plan = RecordDict({Record.CONFIG: msg.content[Record.SECAGG_PLAN]}) \
+        if Record.SECAGG_PLAN in msg.content and cfg.get(Key.SECAGG, False) and not union else None
     with nd.open_store() as store:
         try:
             # every value checked against the policy's bounds before any work (node/request_bounds.py), the
             # committed plan's rounds enforced, the ledger entry committed before the update leaves
             if (bad_run := run_problem(run_of(msg), f"{cfg.get('federation_id')}/{cfg.get('round')}")) is not None:
                 raise TrainingRefused(f"policy rule run: {bad_run}")  # node/head.py: heads bind to the run
+            if keys_plan is not None:
+                secagg.check_before_train(nd, store, keys_plan)  # a plan it would refuse costs nothing
             request, plan, rel = round_of(nd, store, cfg, arrays, Key.FEATURIZER, Key.HEAD)
             ledger_now = ledger_record(nd, store)
             remember_head(msg, context, store)
-        except (TrainingRefused, PolicyViolation) as e:
+        except (TrainingRefused, PolicyViolation, SecAggError) as e:
             return reply(msg, context, {Record.STATUS: ConfigRecord({Key.OK: False, Key.REFUSED: str(e)}),
                                Record.LEDGER: ledger_record(nd, store)}, store)
     if union:
@@ -162,7 +168,13 @@ def train(msg: Message, context: Context) -> Message:
         np.save(os.path.join(os.environ[DUMP_ENV], f"{nd.node_id[:16]}-r{request.round}.npy"), update)
     if cfg.get(Key.SECAGG, False):
         context.state["pending_update"] = ArrayRecord([update])
-        return reply(msg, context, {Record.STATUS: status, Record.LEDGER: ledger_now})
+        records = {Record.STATUS: status, Record.LEDGER: ledger_now}
+        if keys_plan is not None:  # stage KEYS of node/secagg.py, answered with the update it will mask
+            try:
+                records.update(secagg.keys_stage(nd, context, keys_plan))
+            except SecAggError as e:
+                records[Record.KEYS] = ConfigRecord({Key.REFUSED: str(e)})
+        return reply(msg, context, records)
     return reply(msg, context, {Record.STATUS: status, Record.ARRAYS: ArrayRecord([update]), Record.LEDGER: ledger_now})
 
 

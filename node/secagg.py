@@ -94,6 +94,27 @@ def _plan_once(nd: NodeDir, digest: str) -> None:
         store.meta_set(PLANS_SEEN + digest, "1")
 
 
+def check_before_train(nd: NodeDir, store, content: RecordDict) -> None:
+    """A train message that carries its SecAgg+ run plan (Record.SECAGG_PLAN: the reply then carries this
+    node's signed keys, one exchange fewer per round): before any member's data is read or any epsilon is
+    spent, the plan is verified, must aggregate a float update, passes this node's policy (as at KEYS) and
+    was never taken part in, so a plan the node would refuse at KEYS costs it nothing. Raises SecAggError."""
+    from privacy.keys import raw_public_key
+    from privacy.secagg.run_plan import check_plan
+
+    try:
+        cfg = content[Record.CONFIG]
+        plan = SignedPlan.from_json(str(cfg[Key.RUN_PLAN])).verify()
+        me = int(cfg[Key.ME])
+    except (ValueError, TypeError, KeyError, OverflowError) as e:
+        raise refuse(Rule.MALFORMED, f"train: {type(e).__name__}: {str(e)[:200]}") from None
+    if plan.mode != "float":
+        raise refuse(Rule.MODE, f"the plan aggregates {plan.mode} values; a training round releases a float update")
+    check_plan(plan, me, raw_public_key(nd.ledger_key()), nd.policy().trust)
+    if store.meta_get(PLANS_SEEN + plan.digest().hex()) is not None:
+        raise refuse(Rule.PLAN_ONCE, "this node already took part in this run plan (one key pair and one view per plan)")
+
+
 @_named
 def keys_stage(nd: NodeDir, context: Context, content: RecordDict) -> dict:
     """KEYS: verify the signed plan, check it against this node's policy, once per plan; sign fresh keys."""

@@ -81,6 +81,7 @@ class Record:
     BUDGET = "budget"  # budget reply: Key.EPSILON_CAP, Key.SPENT_EPSILON, Key.REMAINING_EPSILON, ...
     HEAD = "ledger_head"  # in EVERY node reply: Key.SIGNED_HEAD, the node-signed ledger head (privacy/ledger_head.py)
     RUN = "run"  # in every coordinator message: Key.RUN_ID, the federation id the node signs its head for
+    SECAGG_PLAN = "secagg_plan"  # a train message under SecAgg+: Key.ME, Key.RUN_PLAN; the reply carries KEYS
 
 
 class Key:
