@@ -7,7 +7,9 @@ and relays the five stages (privacy/secagg/constants.py Stage): KEYS (the signed
 answers with its key pair signed by its ledger key), SHARES, MASKED, CONSISTENCY (each survivor signs its
 view), UNMASK (with every view signature). It stays untrusted (ARCHITECTURE.md invariant 3): every node
 checks the plan, the keys and the views itself and refuses, naming the rule; a refusal here only takes
-the node out of this aggregation. The SecAgg+ neighbour graph (privacy/secagg/graph.py, Bell et al. 2020,
+the node out of this aggregation. In a training round the plan travels with the train message
+(`plan_for`, coordinator/server_app.py) and the train replies carry the keys: `secure_sum(planned=, keyed=)`
+then sends four stages, not five (issue 16). The SecAgg+ neighbour graph (privacy/secagg/graph.py, Bell et al. 2020,
 https://eprint.iacr.org/2020/704) is used from the degree on which it is sparser than complete.
 """
 
@@ -158,6 +160,9 @@ def _keys_refused(reps: dict[int, Message], refusals: dict[int, str]) -> dict[in
             log.warning("node %s refused SecAgg+ keys: %s", n, keys[Key.REFUSED])
         elif keys is not None:
             ok[n] = r
+        else:
+            refusals[n] = "secure aggregation (keys): the reply carries no keys for the run plan"
+            log.warning("node %s sent no SecAgg+ keys with its reply", n)
     return ok
 
 

@@ -179,9 +179,12 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
         content = {n: RecordDict({Record.ARRAYS: ArrayRecord([global_vec]), Record.CONFIG: train_cfg(n)}) for n in trainers}
         planned = None  # under SecAgg+ the round's signed plan travels with the train message; replies carry the keys
         if cfg.secagg and len(trainers) >= 2:
-            planned = plan_for(grid, trainers, cfg, global_vec.size, f"secagg-{r}",
-                               roster={n: bytes(infos[n][Key.LEDGER_PUBLIC_KEY]).hex() for n in trainers})
-            for n in planned.nodes:
+            try:
+                planned = plan_for(grid, trainers, cfg, global_vec.size, f"secagg-{r}",
+                                   roster={n: bytes(infos[n][Key.LEDGER_PUBLIC_KEY]).hex() for n in trainers})
+            except SecAggError as e:  # e.g. two hellos naming one ledger key: this round is not aggregated
+                log.warning("round %d: no secure aggregation plan: %s", r, e)
+            for n in planned.nodes if planned is not None else []:
                 content[n][Record.SECAGG_PLAN] = planned.keys_config(n)
         reps = _send(grid, MessageType.TRAIN, trainers, content, f"round-{r}", cfg.timeout) if trainers else {}
         ok = {n: rep.content[Record.STATUS] for n, rep in reps.items() if rep.content[Record.STATUS][Key.OK]}

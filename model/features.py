@@ -67,6 +67,9 @@ class Featurizer(Protocol):
 # Hashed n-grams
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# The hashed features' definition: raise it with any change of what HashedNgramFeaturizer computes, so that
+# cached rows of the old definition are never served (node/store_cache.py FeatureBatches).
+FEATURES_VERSION = 1
 
 
 class HashedNgramFeaturizer:

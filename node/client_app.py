@@ -5,7 +5,9 @@ Handlers (message types, records and keys: the wire contract, protos/wire.py):
                       signed ledger export (so no separate `ledger` exchange is needed at the end).
 - train               one round of user-level DP-SGD; the round's ledger entry is committed
                       before the update leaves. With secure aggregation the update stays in the
-                      node's context until the SecAgg stages below ask for its masked form. With
+                      node's context until the SecAgg stages below ask for its masked form; the
+                      message may carry the round's signed run plan (Record.SECAGG_PLAN), checked
+                      before any work, and the reply then carries the KEYS stage's signed keys. With
                       config dp = "distributed": one step of distributed DP (node/distributed.py).
 - query.secagg_keys / _shares / _masked / _consistency / _unmask
                       the node's side of SecAgg+ (node/secagg.py, privacy/secagg/), each stage checked
@@ -145,7 +147,8 @@ def train(msg: Message, context: Context) -> Message:
             if (bad_run := run_problem(run_of(msg), f"{cfg.get('federation_id')}/{cfg.get('round')}")) is not None:
                 raise TrainingRefused(f"policy rule run: {bad_run}")  # node/head.py: heads bind to the run
             if keys_plan is not None:
-                secagg.check_before_train(nd, store, keys_plan)  # a plan it would refuse costs nothing
+                dim = arrays[0].size if arrays else -1
+                secagg.check_before_train(nd, store, keys_plan, str(cfg.get("federation_id")), cfg.get("round"), dim)
             request, plan, rel = round_of(nd, store, cfg, arrays, Key.FEATURIZER, Key.HEAD)
             ledger_now = ledger_record(nd, store)
             remember_head(msg, context, store)

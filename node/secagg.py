@@ -61,7 +61,7 @@ def _named(stage):
     def run(nd: NodeDir, context: Context, content: RecordDict) -> dict:
         try:
             return stage(nd, context, content)
-        except (ValueError, TypeError, KeyError, OverflowError) as e:
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:
             raise refuse(Rule.MALFORMED, f"{stage.__name__}: {type(e).__name__}: {str(e)[:200]}") from None
     return run
 
@@ -94,11 +94,12 @@ def _plan_once(nd: NodeDir, digest: str) -> None:
         store.meta_set(PLANS_SEEN + digest, "1")
 
 
-def check_before_train(nd: NodeDir, store, content: RecordDict) -> None:
+def check_before_train(nd: NodeDir, store, content: RecordDict, run_id: str, round_number: object, dim: int) -> None:
     """A train message that carries its SecAgg+ run plan (Record.SECAGG_PLAN: the reply then carries this
     node's signed keys, one exchange fewer per round): before any member's data is read or any epsilon is
-    spent, the plan is verified, must aggregate a float update, passes this node's policy (as at KEYS) and
-    was never taken part in, so a plan the node would refuse at KEYS costs it nothing. Raises SecAggError."""
+    spent, the plan is verified, must aggregate a float update of the model's `dim` parameters for this
+    run (`run_id`) and round (group `secagg-<round>`), passes this node's policy (as at KEYS) and was never
+    taken part in, so a plan the node would refuse later costs it nothing. Raises SecAggError."""
     from privacy.keys import raw_public_key
     from privacy.secagg.run_plan import check_plan
 
@@ -106,10 +107,15 @@ def check_before_train(nd: NodeDir, store, content: RecordDict) -> None:
         cfg = content[Record.CONFIG]
         plan = SignedPlan.from_json(str(cfg[Key.RUN_PLAN])).verify()
         me = int(cfg[Key.ME])
-    except (ValueError, TypeError, KeyError, OverflowError) as e:
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:
         raise refuse(Rule.MALFORMED, f"train: {type(e).__name__}: {str(e)[:200]}") from None
     if plan.mode != "float":
         raise refuse(Rule.MODE, f"the plan aggregates {plan.mode} values; a training round releases a float update")
+    if plan.dim != dim:
+        raise refuse(Rule.MODE, f"the plan aggregates {plan.dim} values; this round's update has {dim}")
+    if plan.run_id != run_id or plan.group != f"secagg-{round_number}":
+        raise refuse(Rule.MALFORMED, f"the plan is for run {plan.run_id!r}, {plan.group!r}; this train message is "
+                                     f"run {run_id!r}, round {round_number!r}")
     check_plan(plan, me, raw_public_key(nd.ledger_key()), nd.policy().trust)
     if store.meta_get(PLANS_SEEN + plan.digest().hex()) is not None:
         raise refuse(Rule.PLAN_ONCE, "this node already took part in this run plan (one key pair and one view per plan)")
@@ -149,7 +155,11 @@ def masked_stage(nd: NodeDir, context: Context, content: RecordDict) -> dict:
     node = _load(context)
     inbox = {int(k): bytes(v) for k, v in content[Record.INBOX].items()}
     key = PENDING_INTEGERS if node.plan.mode == "integer" else PENDING_UPDATE
+    if key not in context.state:
+        raise refuse(Rule.MODE, f"the plan aggregates {node.plan.mode} values; this node holds no such pending value")
     value = context.state[key].to_numpy_ndarrays()[0]
+    if value.shape != (node.plan.dim,):  # before the value is marked as masked: a wrong plan does not burn it
+        raise refuse(Rule.MODE, f"the plan aggregates {node.plan.dim} values; the pending value has {value.size}")
     _once(nd, value, node.plan.digest().hex())
     if node.plan.mode == "integer":
         y = node.masked_integers(np.asarray(value, dtype=np.uint64), inbox)
@@ -157,7 +167,8 @@ def masked_stage(nd: NodeDir, context: Context, content: RecordDict) -> dict:
         y = node.masked_input(value.astype(np.float64), inbox)
     del context.state[key]
     extra = {}
-    if REQUIRE in context.state:  # the value's owner's minimum, bound to this aggregation from now on
+    if key == PENDING_INTEGERS and REQUIRE in context.state:  # the integer value's minimum (node/distributed.py),
+        # bound to this aggregation from now on; a float plan masked in between never consumes it
         req = context.state[REQUIRE]
         extra = {_MIN_SURVIVORS: int(req[_MIN_SURVIVORS]), _RULE: str(req.get(_RULE, Rule.MIN_SURVIVORS))}
         del context.state[REQUIRE]

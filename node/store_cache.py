@@ -56,20 +56,32 @@ class FeatureBatches:
     (node/dpsgd/data.py `stream_contributor_tensors`), and on the Deployment Engine every round runs in
     a fresh ClientApp process: without this, each round of a plan hashes every text again (issue 16).
     Content-addressed: a batch whose texts changed in any way (a record added, deleted, reordered)
-    has another key, so a hit is exactly what encoding would give. Rows are kept as float16, which is
-    what the training feature table rounds every value to (node/dpsgd/data.py `_Table`). Bounded: a
-    pass caches at most MAX_ROWS rows (a million members' features are recomputed, not stored twice),
-    and `prune` drops the batches of this featurizer that the pass did not use. Withdrawal and a
-    member's deletion empty the table (node/withdrawal.py, node/service/members.py).
+    has another key, so a hit is exactly what encoding would give; the name carries the featurizer's
+    code version and the Unicode tables it tokenises with, so an upgrade that changes features never
+    hits old rows. Rows are kept as float16, which is what the training feature table rounds every
+    value to (node/dpsgd/data.py `_Table`). Bounded: a pass caches at most MAX_ROWS rows, and `prune`
+    keeps only the batches this pass used (of one featurizer: a coordinator cycling configs cannot grow
+    the table). Withdrawal and a member's deletion empty the table and bump WITHDRAWALS (node/withdrawal.py,
+    node/service/members.py): a pass that started before never writes again, so rows of texts it read
+    before the withdrawal do not come back. Best effort: a busy store or a blob that does not open is a
+    miss, never a failed round.
 
     Implements model.features.BatchCache: encode through it with `model.features.BatchCachedEncoder`."""
 
     MAX_ROWS = 1 << 17  # 131,072 texts: ~100 MB of float16 rows at 384 dimensions
+    WITHDRAWALS = "feature_batches_epoch"  # meta: bumped by every withdrawal or deletion
 
     def __init__(self, store: Store, featurizer_name: str):
-        self.store, self.name = store, featurizer_name
+        import unicodedata
+
+        from model.features import FEATURES_VERSION
+
+        self.store = store
+        self.name = f"{featurizer_name}|v{FEATURES_VERSION}|unicode-{unicodedata.unidata_version}"
         self.used: set[str] = set()
         self.rows = 0
+        self.epoch = store.meta_get(self.WITHDRAWALS)  # before any record of the pass is read
+        self.writable = True
 
     def key(self, texts: list[str]) -> str:
         """The cache key of a batch: HMAC(featurizer, the texts, each prefixed by its length)."""
@@ -82,11 +94,16 @@ class FeatureBatches:
         """The cached [n, dim] float16 rows of the batch `key`, or None."""
         import numpy as np
 
+        from node.crypto import CryptoError
+
         row = self.store.conn.execute("SELECT vecs FROM feature_batches WHERE key=? AND featurizer=?",
                                       (key, self.name)).fetchone()
         if row is None:
             return None
-        vecs = np.frombuffer(self.store.cipher.open(row[0], self._aad(key)), dtype=np.float16)
+        try:
+            vecs = np.frombuffer(self.store.cipher.open(row[0], self._aad(key)), dtype=np.float16)
+        except CryptoError:
+            return None
         if vecs.size != n * dim:
             return None
         self.used.add(key)
@@ -94,27 +111,53 @@ class FeatureBatches:
         return vecs.reshape(n, dim)
 
     def put(self, key: str, vecs) -> None:
-        """Seal and store a batch's rows (as float16), unless the pass already holds MAX_ROWS."""
+        """Seal and store a batch's rows (as float16), unless the pass already holds MAX_ROWS, a withdrawal
+        happened since the pass began, or the store is busy."""
         import numpy as np
 
         vecs = np.asarray(vecs, dtype=np.float16)
-        if self.rows + len(vecs) > self.MAX_ROWS:
+        if not self.writable or self.rows + len(vecs) > self.MAX_ROWS:
             return
         blob = self.store.cipher.seal(vecs.tobytes(), self._aad(key))
-        with self.store.transaction():
-            self.store.conn.execute("INSERT OR REPLACE INTO feature_batches(key, featurizer, vecs) VALUES(?, ?, ?)",
-                                    (key, self.name, blob))
-        self.used.add(key)
-        self.rows += len(vecs)
 
-    def prune(self) -> int:
-        """Delete this featurizer's batches that this pass did not use; returns how many."""
-        stale = [k for (k,) in self.store.conn.execute("SELECT key FROM feature_batches WHERE featurizer=?", (self.name,))
-                 if k not in self.used]
-        if stale:
+        def write() -> None:
             with self.store.transaction():
-                self.store.conn.executemany("DELETE FROM feature_batches WHERE key=?", [(k,) for k in stale])
-        return len(stale)
+                if self.store.meta_get(self.WITHDRAWALS) != self.epoch:
+                    self.writable = False  # someone withdrew while this pass read: write nothing more
+                    return
+                self.store.conn.execute("INSERT OR REPLACE INTO feature_batches(key, featurizer, vecs) VALUES(?, ?, ?)",
+                                        (key, self.name, blob))
+                self.used.add(key)
+                self.rows += len(vecs)
+        self._best_effort(write)
+
+    def prune(self) -> None:
+        """Delete every batch this pass did not use (this featurizer's others, and every other featurizer's)."""
+        def write() -> None:
+            stale = [k for (k,) in self.store.conn.execute("SELECT key FROM feature_batches") if k not in self.used]
+            if stale:
+                with self.store.transaction():
+                    self.store.conn.executemany("DELETE FROM feature_batches WHERE key=?", [(k,) for k in stale])
+        self._best_effort(write)
+
+    def _best_effort(self, write) -> None:
+        from node.store_db import StoreBusy, is_busy
+
+        try:
+            write()
+        except StoreBusy:
+            self.writable = False
+        except Exception as e:  # noqa: BLE001 - only SQLite's busy error is a miss; anything else is a bug
+            if not is_busy(e):
+                raise
+            self.writable = False
+
+
+def forget_batches(conn) -> None:
+    """Inside a withdrawal's or deletion's transaction: empty the batch cache and bump WITHDRAWALS."""
+    conn.execute("DELETE FROM feature_batches")
+    conn.execute("INSERT INTO meta(key, value) VALUES(?, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                 (FeatureBatches.WITHDRAWALS,))
 
 
 def _statements(script: str) -> list[str]:

@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 from node import links, store_db
+from node.store_cache import forget_batches
 
 if TYPE_CHECKING:
     from node.store import Store
@@ -46,7 +47,7 @@ def forget(self: "Store", contributor: str) -> dict:
         for name in names:
             for t in texts:
                 self.conn.execute("DELETE FROM embeddings WHERE key=?", (self.cipher.ident("emb", name, t),))
-        self.conn.execute("DELETE FROM feature_batches")  # every batch that held their texts' rows goes (recomputed next round)
+        forget_batches(self.conn)  # every batch that held their texts' rows goes (recomputed next round)
         self.conn.execute("DELETE FROM contributors WHERE id=?", (contributor,))
         self.conn.execute(
             "INSERT OR IGNORE INTO withdrawn(id_mac, withdrawn_at) VALUES(?, ?)",

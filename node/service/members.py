@@ -29,6 +29,7 @@ from node.redact import redact, redact_record
 from node.schema import Feedback, Message, Record, Response, SchemaError
 from node.service.store_access import open_store
 from node.store import utcnow
+from node.store_cache import forget_batches
 
 ECHO = re.compile(r"[,;:]?\s*got\s+['\"].*$", re.DOTALL)  # the quoted input at the end of an importer's message
 MAX_MESSAGES = 200
@@ -302,7 +303,7 @@ def delete_contribution(nd, member_id: str, cid: str) -> None:
                 for name in names:
                     for t in texts:
                         store.conn.execute("DELETE FROM embeddings WHERE key=?", (store.cipher.ident("emb", name, t),))
-                store.conn.execute("DELETE FROM feature_batches")  # batches that held these texts' rows
+                forget_batches(store.conn)  # batches that held these texts' rows
                 store.conn.execute("DELETE FROM feedback WHERE conversation_id=?", (conv,))
                 store.conn.execute("DELETE FROM conversations WHERE id=?", (conv,))
             store.conn.execute("DELETE FROM contributions WHERE id=?", (cid,))

@@ -185,8 +185,8 @@ class SignedPlan:
         try:
             d = json.loads(s)
             return cls(RunPlan.from_dict(d["plan"]), str(d["coordinator_key"]), str(d["signature"]))
-        except (TypeError, KeyError, ValueError, OverflowError) as e:
-            raise refuse(Rule.MALFORMED, f"malformed signed run plan: {e}") from None
+        except (TypeError, KeyError, ValueError, OverflowError, RecursionError) as e:  # deep JSON: refused too
+            raise refuse(Rule.MALFORMED, f"malformed signed run plan: {type(e).__name__}: {str(e)[:200]}") from None
 
 
 def sign_plan(plan: RunPlan, key: Ed25519PrivateKey) -> SignedPlan:

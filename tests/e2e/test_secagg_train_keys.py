@@ -120,17 +120,20 @@ def test_a_plan_the_policy_refuses_is_refused_before_training(tmp_path, grid_of,
     ("forged signature", "secagg_plan_signature"),
     ("integer mode", "secagg_mode"),
     ("replayed plan", "secagg_plan_once"),
+    ("plan of another round", "secagg_malformed"),
+    ("plan of another size", "secagg_mode"),
     ("garbage", "secagg_malformed"),
+    ("deep JSON", "secagg_malformed"),
 ])
 def test_a_bad_plan_with_the_train_message_costs_nothing(tmp_path, grid_of, attack, rule):
     contexts, roster, dirs = _communities(tmp_path, n=2, trust=Trust(secagg_min_peers=1))
     grid = grid_of(contexts)
     planned = plan_for(grid, sorted(contexts), CFG, N_PARAMS, "secagg-1", roster=roster)
-    if attack == "replayed plan":  # round 1 took part in the plan; round 2 comes with the same plan
+    if attack in ("replayed plan", "plan of another round"):  # round 1 took part in the plan, then it comes again
         first = _send_train(grid, _train_messages(planned, sorted(contexts)))
         assert all(r.content[Record.STATUS][Key.OK] for r in first.values())
     before = {n: _spent(d) for n, d in dirs.items()}
-    contents = _train_messages(planned, sorted(contexts), round_=2 if attack == "replayed plan" else 1)
+    contents = _train_messages(planned, sorted(contexts), round_=2 if attack == "plan of another round" else 1)
     for c in contents.values():
         cfg = c[Record.SECAGG_PLAN]
         signed = json.loads(str(cfg[Key.RUN_PLAN]))
@@ -140,8 +143,12 @@ def test_a_bad_plan_with_the_train_message_costs_nothing(tmp_path, grid_of, atta
         elif attack == "integer mode":
             int_plan = plan_for(grid, sorted(contexts), CFG, N_PARAMS, "secagg-int", roster=roster, integers=True)
             cfg[Key.RUN_PLAN] = int_plan.signed
+        elif attack == "plan of another size":  # would be refused only at MASKED, after spending and burning the value
+            cfg[Key.RUN_PLAN] = plan_for(grid, sorted(contexts), CFG, N_PARAMS + 1, "secagg-1", roster=roster).signed
         elif attack == "garbage":
             cfg[Key.ME] = "not a number"
+        elif attack == "deep JSON":
+            cfg[Key.RUN_PLAN] = "[" * 200_000
     reps = _send_train(grid, contents)
     for r in reps.values():
         status = r.content[Record.STATUS]
@@ -151,3 +158,23 @@ def test_a_bad_plan_with_the_train_message_costs_nothing(tmp_path, grid_of, atta
     with pytest.raises(SecAggError):
         secure_sum(grid, sorted(reps), CFG, N_PARAMS, "secagg-1", planned=planned,
                    keyed={n: r for n, r in reps.items() if r.content[Record.STATUS][Key.OK]})
+
+
+def test_a_float_plan_in_between_leaves_the_integer_values_minimum_in_place(tmp_path):
+    """Review finding: the distributed-DP value's `secagg_require` (min_honest_nodes survivors) was consumed
+    by whichever plan masked next; a coordinator masked a float value first, then summed the integers with
+    fewer survivors than the owner requires."""
+    from node.secagg import PENDING_INTEGERS, REQUIRE
+    from tests.e2e.test_secagg_malicious import DIM, _nodes, _pending
+
+    contexts, roster = _nodes(tmp_path, 3, trust={i: Trust(secagg_min_peers=1) for i in range(3)})
+    _pending(contexts)
+    for c in contexts.values():
+        c.state[PENDING_INTEGERS] = ArrayRecord([np.arange(DIM, dtype=np.uint64)])
+        c.state[REQUIRE] = ConfigRecord({"min_survivors": 3, "rule": "trust.min_honest_nodes"})
+    secure_sum(LocalGrid(contexts), sorted(contexts), CFG, DIM, "secagg-float", roster=roster)
+    assert all(REQUIRE in c.state for c in contexts.values())  # still bound to the integer value
+    grid = LocalGrid(contexts)
+    with pytest.raises(SecAggError):  # two survivors of three: every node holds to its minimum
+        secure_sum(grid, [101, 102], CFG, DIM, "secagg-int", roster={n: roster[n] for n in (101, 102)}, integers=True)
+    assert grid.refusals() and all("trust.min_honest_nodes" in why for why in grid.refusals().values())

@@ -132,3 +132,48 @@ def test_a_members_deletion_empties_the_batches(node_dir):
     members.delete_contribution(node_dir.path, member, cid)
     with node_dir.open_store() as store:
         assert batch_rows(store) == 0
+
+
+def test_a_pass_keeps_only_its_own_batches(node_dir):
+    """A coordinator cycling featurizer configs (salts) cannot grow the table: each pass prunes the rest."""
+    with node_dir.open_store() as store:
+        fill(store, {"ann": 3, "bob": 3})
+        for salt in ("a", "b", "c", "d"):
+            fresh_pass(store, node_dir.policy(), CountingFeaturizer(dim=32, salt=salt))
+            assert batch_rows(store) == 1
+        names = [n for (n,) in store.conn.execute("SELECT featurizer FROM feature_batches")]
+        assert names[0].startswith("hashed-ngram@") and "|v1|unicode-" in names[0]  # code and Unicode versions
+
+
+def test_a_withdrawal_during_a_pass_stops_its_writes(node_dir):
+    """Review finding: a pass that read ann's texts before her withdrawal must not store them after it."""
+    from model.features import BatchCachedEncoder, cache_name
+    from node.store_cache import forget_batches
+
+    with node_dir.open_store() as store:
+        fill(store, {"ann": 3, "bob": 3})
+        feats = HashedNgramFeaturizer(dim=32)
+        batches = store.feature_batches(cache_name(feats))  # the pass begins
+        texts = [t for r in store.records() for t in [r.prompt[0].text, *[x.text for x in r.responses]]]
+        with node_dir.open_store() as other, other.transaction():  # ann withdraws from another process
+            forget_batches(other.conn)
+        BatchCachedEncoder(feats, batches).encode(texts)
+        assert batch_rows(store) == 0 and not batches.writable
+
+
+def test_an_unreadable_or_busy_cache_is_a_miss_not_a_failed_round(node_dir, monkeypatch):
+    with node_dir.open_store() as store:
+        fill(store, {"ann": 3})
+        first = fresh_pass(store, node_dir.policy(), CountingFeaturizer(dim=32))
+        store.conn.execute("UPDATE feature_batches SET vecs = zeroblob(64)")  # damaged
+        feats = CountingFeaturizer(dim=32)
+        assert same(fresh_pass(store, node_dir.policy(), feats), first) and feats.encoded == 9
+
+        from node.store_db import StoreBusy
+
+        def busy(*a, **k):
+            raise StoreBusy("the node store is busy")
+        store.conn.execute("DELETE FROM feature_batches")
+        monkeypatch.setattr(type(store), "transaction", busy)
+        assert same(fresh_pass(store, node_dir.policy(), CountingFeaturizer(dim=32)), first)
+        assert batch_rows(store) == 0
