@@ -67,9 +67,7 @@ class Featurizer(Protocol):
 # Hashed n-grams
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-# The hashed features' definition: raise it with any change of what HashedNgramFeaturizer computes, so that
-# cached rows of the old definition are never served (node/store_cache.py FeatureBatches).
-FEATURES_VERSION = 1
+FEATURES_VERSION = 1  # raise with any change of what HashedNgramFeaturizer computes (cached rows: node/store_cache.py)
 
 
 class HashedNgramFeaturizer:
@@ -374,10 +372,8 @@ class BatchCache(Protocol):
 
 
 class BatchCachedEncoder:
-    """A featurizer whose `encode(texts)` answers a batch seen before from `cache`, whole.
-
-    For the float16 feature table of node/dpsgd/data.py: rows come back rounded to float16 precision
-    (as float32) whether they were cached or computed now, so a hit and a miss give the same values.
+    """A featurizer whose `encode(texts)` answers a batch seen before from `cache`, whole. For the float16
+    feature table of node/dpsgd/data.py: rows are rounded to float16 precision (as float32), cached or not.
     Same `name`, `dim` and `config()` as `featurizer`; its n-gram memo stays reachable as `_memo`."""
 
     def __init__(self, featurizer: Featurizer, cache: BatchCache):

@@ -153,6 +153,16 @@ class FeatureBatches:
             self.writable = False
 
 
+def forget_features(store: Store, texts: set[str]) -> None:
+    """Inside a withdrawal's or deletion's transaction: delete the cached vectors of `texts` (every
+    featurizer's) and every encode batch (they mix texts), and bump WITHDRAWALS (FeatureBatches)."""
+    names = [r[0] for r in store.conn.execute("SELECT value FROM meta WHERE key LIKE 'featurizer:%'")]
+    for name in names:
+        for t in texts:
+            store.conn.execute("DELETE FROM embeddings WHERE key=?", (store.cipher.ident("emb", name, t),))
+    forget_batches(store.conn)
+
+
 def forget_batches(conn) -> None:
     """Inside a withdrawal's or deletion's transaction: empty the batch cache and bump WITHDRAWALS."""
     conn.execute("DELETE FROM feature_batches")

@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 from node import links, store_db
-from node.store_cache import forget_batches
+from node.store_cache import forget_features
 
 if TYPE_CHECKING:
     from node.store import Store
@@ -42,12 +42,7 @@ def forget(self: "Store", contributor: str) -> dict:
         for cid in orphans:
             texts |= _texts_of(self, cid)
             self.conn.execute("DELETE FROM conversations WHERE id=?", (cid,))
-        # Embeddings of deleted text: the cache is keyed by HMAC(featurizer, text).
-        names = [r[0] for r in self.conn.execute("SELECT value FROM meta WHERE key LIKE 'featurizer:%'")]
-        for name in names:
-            for t in texts:
-                self.conn.execute("DELETE FROM embeddings WHERE key=?", (self.cipher.ident("emb", name, t),))
-        forget_batches(self.conn)  # every batch that held their texts' rows goes (recomputed next round)
+        forget_features(self, texts)  # cached vectors of deleted text, and every batch that held their rows
         self.conn.execute("DELETE FROM contributors WHERE id=?", (contributor,))
         self.conn.execute(
             "INSERT OR IGNORE INTO withdrawn(id_mac, withdrawn_at) VALUES(?, ?)",

@@ -29,7 +29,7 @@ from node.redact import redact, redact_record
 from node.schema import Feedback, Message, Record, Response, SchemaError
 from node.service.store_access import open_store
 from node.store import utcnow
-from node.store_cache import forget_batches
+from node.store_cache import forget_features
 
 ECHO = re.compile(r"[,;:]?\s*got\s+['\"].*$", re.DOTALL)  # the quoted input at the end of an importer's message
 MAX_MESSAGES = 200
@@ -298,12 +298,7 @@ def delete_contribution(nd, member_id: str, cid: str) -> None:
             _, source, _pending = _own(store, member_id, cid)
             conv = conversation_id(store, source, cid)
             if conv is not None:
-                texts = _texts_of(store, conv)  # their cached embeddings go too, as in Store.forget
-                names = [r[0] for r in store.conn.execute("SELECT value FROM meta WHERE key LIKE 'featurizer:%'")]
-                for name in names:
-                    for t in texts:
-                        store.conn.execute("DELETE FROM embeddings WHERE key=?", (store.cipher.ident("emb", name, t),))
-                forget_batches(store.conn)  # batches that held these texts' rows
+                forget_features(store, _texts_of(store, conv))  # their cached features go too, as in Store.forget
                 store.conn.execute("DELETE FROM feedback WHERE conversation_id=?", (conv,))
                 store.conn.execute("DELETE FROM conversations WHERE id=?", (conv,))
             store.conn.execute("DELETE FROM contributions WHERE id=?", (cid,))
