@@ -149,6 +149,22 @@ def plan_for(grid, nodes: list[int], cfg, dim: int, group: str, *, integers: boo
     return Planned(nodes, idx, {i: n for n, i in idx.items()}, plan, signed)
 
 
+def roster_from_hellos(nodes: list[int], infos: dict[int, dict]) -> tuple[dict[int, str], dict[int, str]]:
+    """({node: ledger key hex}, {node: why left out}) from the nodes' hellos: a node is in the roster only
+    when its hello's ledger key is the key its node id names (privacy/keys.py node_id_of). A copied or
+    missing key would make every run plan refuse (one ledger key twice) after the nodes had trained."""
+    from privacy.keys import node_id_of
+
+    keys, out = {}, {}
+    for n in nodes:
+        raw = infos[n].get(Key.LEDGER_PUBLIC_KEY)
+        if isinstance(raw, bytes) and node_id_of(raw) == infos[n].get(Key.NODE_ID):
+            keys[n] = raw.hex()
+        else:
+            out[n] = "secure aggregation: the hello's ledger key is not the one its node id names"
+    return keys, out
+
+
 def _keys_refused(reps: dict[int, Message], refusals: dict[int, str]) -> dict[int, Message]:
     """The replies of an exchange that also answered stage KEYS (a train under the plan) that carry keys;
     a node's KEYS refusal (Record.KEYS with Key.REFUSED) is logged and kept in `refusals`."""

@@ -34,7 +34,7 @@ from coordinator.bundle import audit_written, check_out_writable, write_bundle
 from coordinator.heads import Collected, RunGrid, dropped_ids
 from coordinator.planning import ask_budgets_and_plan, plan_dict
 from coordinator.polling import PollingGrid
-from coordinator.secure_sum import plan_files, plan_for, secure_sum  # SecAgg+ (moved; callers import secure_sum here too)
+from coordinator.secure_sum import plan_files, plan_for, roster_from_hellos, secure_sum  # SecAgg+ (callers import it here)
 from coordinator.secure_sum import send as _send
 from coordinator.signing import load_or_create_key
 from model.presets import preset_config
@@ -176,23 +176,27 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
                 "max_grad_norm": cfg.max_grad_norm, "max_pairs_per_contributor": cfg.max_pairs_per_contributor,
                 Key.FEATURIZER: json.dumps(cfg.featurizer), Key.HEAD: json.dumps(head.arch()), Key.SECAGG: cfg.secagg,
             })
-        content = {n: RecordDict({Record.ARRAYS: ArrayRecord([global_vec]), Record.CONFIG: train_cfg(n)}) for n in trainers}
+        asked, left_out = list(trainers), {}
         planned = None  # under SecAgg+ the round's signed plan travels with the train message; replies carry the keys
         if cfg.secagg and len(trainers) >= 2:
+            roster, left_out = roster_from_hellos(trainers, infos)
             try:
-                planned = plan_for(grid, trainers, cfg, global_vec.size, f"secagg-{r}",
-                                   roster={n: bytes(infos[n][Key.LEDGER_PUBLIC_KEY]).hex() for n in trainers})
-            except SecAggError as e:  # e.g. two hellos naming one ledger key: this round is not aggregated
+                planned = plan_for(grid, list(roster), cfg, global_vec.size, f"secagg-{r}", roster=roster)
+                asked = planned.nodes
+            except SecAggError as e:  # fewer than 2 usable keys: nobody trains (and spends) for a sum that cannot be
                 log.warning("round %d: no secure aggregation plan: %s", r, e)
-            for n in planned.nodes if planned is not None else []:
-                content[n][Record.SECAGG_PLAN] = planned.keys_config(n)
-        reps = _send(grid, MessageType.TRAIN, trainers, content, f"round-{r}", cfg.timeout) if trainers else {}
+                asked, left_out = [], {n: f"secure aggregation: no run plan ({e})" for n in trainers}
+        content = {n: RecordDict({Record.ARRAYS: ArrayRecord([global_vec]), Record.CONFIG: train_cfg(n)}) for n in asked}
+        for n in planned.nodes if planned is not None else []:
+            content[n][Record.SECAGG_PLAN] = planned.keys_config(n)
+        reps = _send(grid, MessageType.TRAIN, asked, content, f"round-{r}", cfg.timeout) if asked else {}
         ok = {n: rep.content[Record.STATUS] for n, rep in reps.items() if rep.content[Record.STATUS][Key.OK]}
         refused = {infos[n][Key.NODE_ID]: str(rep.content[Record.STATUS][Key.REFUSED])
                    for n, rep in reps.items() if n not in ok}
-        dropped = sorted(infos[n][Key.NODE_ID] for n in set(trainers) - set(reps))
+        dropped = sorted(infos[n][Key.NODE_ID] for n in set(asked) - set(reps))
         for nid in dropped:
             refused[nid] = "no reply (node failed or timed out)"
+        refused.update({infos[n][Key.NODE_ID]: why for n, why in left_out.items()})
         for nid, p in plans.items():
             if not p.asks("train"):
                 refused[nid] = f"not asked (plan): {p.item('train').why if p.item('train') else 'no training'}"

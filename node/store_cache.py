@@ -82,6 +82,7 @@ class FeatureBatches:
         self.rows = 0
         self.epoch = store.meta_get(self.WITHDRAWALS)  # before any record of the pass is read
         self.writable = True
+        self.busy = False
 
     def key(self, texts: list[str]) -> str:
         """The cache key of a batch: HMAC(featurizer, the texts, each prefixed by its length)."""
@@ -102,7 +103,7 @@ class FeatureBatches:
             return None
         try:
             vecs = np.frombuffer(self.store.cipher.open(row[0], self._aad(key)), dtype=np.float16)
-        except CryptoError:
+        except (CryptoError, ValueError, TypeError):  # altered, truncated below a nonce, NULL: a miss
             return None
         if vecs.size != n * dim:
             return None
@@ -132,7 +133,12 @@ class FeatureBatches:
         self._best_effort(write)
 
     def prune(self) -> None:
-        """Delete every batch this pass did not use (this featurizer's others, and every other featurizer's)."""
+        """Delete every batch this pass did not use (this featurizer's others, and every other featurizer's;
+        two passes at once on one node each lose the other's batches: misses, never wrong rows). Skipped
+        when the store was busy during the pass (no second bounded wait)."""
+        if self.busy:
+            return
+
         def write() -> None:
             stale = [k for (k,) in self.store.conn.execute("SELECT key FROM feature_batches") if k not in self.used]
             if stale:
@@ -146,11 +152,11 @@ class FeatureBatches:
         try:
             write()
         except StoreBusy:
-            self.writable = False
+            self.writable, self.busy = False, True
         except Exception as e:  # noqa: BLE001 - only SQLite's busy error is a miss; anything else is a bug
             if not is_busy(e):
                 raise
-            self.writable = False
+            self.writable, self.busy = False, True
 
 
 def forget_features(store: Store, texts: set[str]) -> None:

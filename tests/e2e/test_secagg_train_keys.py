@@ -178,3 +178,63 @@ def test_a_float_plan_in_between_leaves_the_integer_values_minimum_in_place(tmp_
     with pytest.raises(SecAggError):  # two survivors of three: every node holds to its minimum
         secure_sum(grid, [101, 102], CFG, DIM, "secagg-int", roster={n: roster[n] for n in (101, 102)}, integers=True)
     assert grid.refusals() and all("trust.min_honest_nodes" in why for why in grid.refusals().values())
+
+
+def test_a_wrong_size_plan_at_masked_burns_nothing(tmp_path):
+    """Review finding: MASKED marked the value as masked before checking its size, so a wrong-size plan
+    (refused only there) made the value unusable for the correct plan that followed."""
+    from tests.e2e.test_secagg_malicious import DIM, _nodes, _pending
+
+    contexts, roster = _nodes(tmp_path, 3, trust={i: Trust(secagg_min_peers=1) for i in range(3)})
+    xs = _pending(contexts)
+    grid = LocalGrid(contexts)
+    with pytest.raises(SecAggError):
+        secure_sum(grid, sorted(contexts), CFG, DIM + 1, "secagg-wrong", roster=roster)
+    assert grid.refusals() and all(why.startswith("policy rule secagg_mode:") for why in grid.refusals().values())
+    total, used = secure_sum(LocalGrid(contexts), sorted(contexts), CFG, DIM, "secagg-right", roster=roster)
+    assert used == sorted(contexts) and np.allclose(total, sum(xs.values()), atol=1e-4)
+
+
+def test_a_plan_of_another_run_is_refused_before_training(tmp_path, grid_of):
+    from types import SimpleNamespace
+
+    contexts, roster, dirs = _communities(tmp_path, n=2, trust=Trust(secagg_min_peers=1))
+    grid = grid_of(contexts)
+    other_run = SimpleNamespace(**{**vars(CFG), "federation_id": "another-run"})  # a fresh plan, never seen
+    other = plan_for(grid, sorted(contexts), other_run, N_PARAMS, "secagg-1", roster=roster)
+    before = {n: _spent(d) for n, d in dirs.items()}
+    reps = _send_train(grid, _train_messages(other, sorted(contexts)))
+    for r in reps.values():
+        assert r.content[Record.STATUS][Key.OK] is False
+        assert str(r.content[Record.STATUS][Key.REFUSED]).startswith("policy rule secagg_malformed: the plan is for run")
+    assert {n: _spent(d) for n, d in dirs.items()} == before
+
+
+def test_a_reply_without_keys_is_a_recorded_refusal(tmp_path, grid_of):
+    contexts, roster, dirs = _communities(tmp_path, n=3, trust=Trust(secagg_min_peers=1))
+    grid = grid_of(contexts)
+    planned = plan_for(grid, sorted(contexts), CFG, N_PARAMS, "secagg-1", roster=roster)
+    reps = _send_train(grid, _train_messages(planned, sorted(contexts)))
+    from flwr.app import Message
+
+    stripped = RecordDict({k: v for k, v in reps[203].content.items() if k != Record.KEYS})
+    reps[203] = Message(content=stripped, reply_to=reps[203])  # an old node that ignored the plan
+    refusals: dict[int, str] = {}
+    total, used = secure_sum(grid, sorted(reps), CFG, N_PARAMS, "secagg-1", planned=planned, keyed=reps,
+                             refusals=refusals)
+    assert used == [201, 202] and "no keys" in refusals[203]
+
+
+def test_only_hellos_whose_key_is_their_node_id_enter_the_roster():
+    """Review finding: a hello copying another node's ledger key made every run plan refuse (one key twice)
+    after all nodes had trained and spent; such nodes, and nodes with no key, are left out before training."""
+    from coordinator.secure_sum import roster_from_hellos
+    from privacy.keys import node_id_of
+
+    a, b = b"\x01" * 32, b"\x02" * 32
+    infos = {1: {Key.NODE_ID: node_id_of(a), Key.LEDGER_PUBLIC_KEY: a},
+             2: {Key.NODE_ID: node_id_of(b), Key.LEDGER_PUBLIC_KEY: b},
+             3: {Key.NODE_ID: "f" * 64, Key.LEDGER_PUBLIC_KEY: a},  # a copy of node 1's key
+             4: {Key.NODE_ID: "e" * 64}}  # no key
+    keys, out = roster_from_hellos([1, 2, 3, 4], infos)
+    assert keys == {1: a.hex(), 2: b.hex()} and sorted(out) == [3, 4]

@@ -165,9 +165,10 @@ def test_an_unreadable_or_busy_cache_is_a_miss_not_a_failed_round(node_dir, monk
     with node_dir.open_store() as store:
         fill(store, {"ann": 3})
         first = fresh_pass(store, node_dir.policy(), CountingFeaturizer(dim=32))
-        store.conn.execute("UPDATE feature_batches SET vecs = zeroblob(64)")  # damaged
-        feats = CountingFeaturizer(dim=32)
-        assert same(fresh_pass(store, node_dir.policy(), feats), first) and feats.encoded == 9
+        for damaged in ("zeroblob(64)", "zeroblob(4)"):  # altered; truncated below a nonce
+            store.conn.execute(f"UPDATE feature_batches SET vecs = {damaged}")
+            feats = CountingFeaturizer(dim=32)
+            assert same(fresh_pass(store, node_dir.policy(), feats), first) and feats.encoded == 9
 
         from node.store_db import StoreBusy
 
