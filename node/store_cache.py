@@ -23,6 +23,7 @@ class EmbeddingCache:
         store.conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (f"featurizer:{featurizer_name}", featurizer_name)
         )
+        self.epoch = store.meta_get(FeatureBatches.WITHDRAWALS)  # before any record of the pass is read
 
     def key(self, text: str) -> str:
         """The cache key of `text`: HMAC(featurizer, text)."""
@@ -40,10 +41,13 @@ class EmbeddingCache:
         return out
 
     def put_many(self, items: dict) -> None:
-        """Seal and store the vectors, in one transaction."""
+        """Seal and store the vectors, in one transaction; nothing once a withdrawal or deletion happened
+        since this cache was opened (FeatureBatches.WITHDRAWALS)."""
         import numpy as np
 
         with self.store.transaction():
+            if self.store.meta_get(FeatureBatches.WITHDRAWALS) != self.epoch:
+                return  # someone withdrew while this pass read: their texts' vectors must not come back
             for k, v in items.items():
                 blob = self.store.cipher.seal(np.asarray(v, dtype=np.float32).tobytes(), b"emb:" + k.encode())
                 self.store.conn.execute("INSERT OR REPLACE INTO embeddings(key, vec) VALUES(?, ?)", (k, blob))

@@ -178,3 +178,19 @@ def test_an_unreadable_or_busy_cache_is_a_miss_not_a_failed_round(node_dir, monk
         monkeypatch.setattr(type(store), "transaction", busy)
         assert same(fresh_pass(store, node_dir.policy(), CountingFeaturizer(dim=32)), first)
         assert batch_rows(store) == 0
+
+
+def test_a_withdrawal_during_a_pass_stops_the_per_text_cache_too(node_dir):
+    """The MiniLM path's per-text cache (EmbeddingCache) had the same race: vectors of texts read before a
+    withdrawal were stored after it and never pruned."""
+    from node.store_cache import forget_batches
+
+    with node_dir.open_store() as store:
+        cache = store.embedding_cache("minilm-test")  # the pass begins
+        with node_dir.open_store() as other, other.transaction():
+            forget_batches(other.conn)  # a withdrawal or deletion in another process
+        cache.put_many({cache.key("ann's text"): np.ones(4, dtype=np.float32)})
+        assert store.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
+        fresh = store.embedding_cache("minilm-test")  # the next pass caches again
+        fresh.put_many({fresh.key("bob's text"): np.ones(4, dtype=np.float32)})
+        assert store.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
