@@ -167,6 +167,8 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
     if cfg.dp == "distributed":  # one DP-SGD step over the union per round (coordinator/distributed.py)
         from coordinator.distributed import distributed_rounds
         global_vec = distributed_rounds(grid, cfg, head, global_vec, rounds, trainers, infos, plans, _send)
+    # under SecAgg+ only nodes whose hello's ledger key is their node id's are in a roster (fixed for the run)
+    roster, left_out = roster_from_hellos(trainers, infos) if cfg.secagg else ({}, {})
     for r in range(1, (cfg.rounds if cfg.dp == "local" else 0) + 1):
         def train_cfg(n: int, r: int = r) -> ConfigRecord:  # the epsilon is the node's planned share
             return ConfigRecord({
@@ -176,16 +178,16 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
                 "max_grad_norm": cfg.max_grad_norm, "max_pairs_per_contributor": cfg.max_pairs_per_contributor,
                 Key.FEATURIZER: json.dumps(cfg.featurizer), Key.HEAD: json.dumps(head.arch()), Key.SECAGG: cfg.secagg,
             })
-        asked, left_out = list(trainers), {}
+        asked, unplanned = list(trainers), {}
         planned = None  # under SecAgg+ the round's signed plan travels with the train message; replies carry the keys
         if cfg.secagg and len(trainers) >= 2:
-            roster, left_out = roster_from_hellos(trainers, infos)
+            unplanned = dict(left_out)
             try:
                 planned = plan_for(grid, list(roster), cfg, global_vec.size, f"secagg-{r}", roster=roster)
                 asked = planned.nodes
             except SecAggError as e:  # fewer than 2 usable keys: nobody trains (and spends) for a sum that cannot be
                 log.warning("round %d: no secure aggregation plan: %s", r, e)
-                asked, left_out = [], {n: f"secure aggregation: no run plan ({e})" for n in trainers}
+                asked, unplanned = [], {n: f"secure aggregation: no run plan ({e})" for n in trainers}
         content = {n: RecordDict({Record.ARRAYS: ArrayRecord([global_vec]), Record.CONFIG: train_cfg(n)}) for n in asked}
         for n in planned.nodes if planned is not None else []:
             content[n][Record.SECAGG_PLAN] = planned.keys_config(n)
@@ -196,7 +198,7 @@ def run_federation(grid: Grid, cfg: FederationConfig) -> dict:
         dropped = sorted(infos[n][Key.NODE_ID] for n in set(asked) - set(reps))
         for nid in dropped:
             refused[nid] = "no reply (node failed or timed out)"
-        refused.update({infos[n][Key.NODE_ID]: why for n, why in left_out.items()})
+        refused.update({infos[n][Key.NODE_ID]: why for n, why in unplanned.items()})
         for nid, p in plans.items():
             if not p.asks("train"):
                 refused[nid] = f"not asked (plan): {p.item('train').why if p.item('train') else 'no training'}"

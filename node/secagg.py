@@ -88,10 +88,13 @@ def _plan_once(nd: NodeDir, digest: str) -> None:
     the same digest would let view signatures of two executions be mixed and the same values be summed
     with different dropouts (tests/privacy/secagg/test_attacks_node.py)."""
     with nd.open_store() as store, store.transaction():
-        if store.meta_get(PLANS_SEEN + digest) is not None:
-            raise refuse(Rule.PLAN_ONCE, "this node already took part in this run plan (one key pair and one "
-                                         "view per plan)")
+        _refuse_seen(store, digest)
         store.meta_set(PLANS_SEEN + digest, "1")
+
+
+def _refuse_seen(store, digest: str) -> None:
+    if store.meta_get(PLANS_SEEN + digest) is not None:
+        raise refuse(Rule.PLAN_ONCE, "this node already took part in this run plan (one key pair and one view per plan)")
 
 
 def check_before_train(nd: NodeDir, store, content: RecordDict, run_id: str, round_number: object, dim: int) -> None:
@@ -117,8 +120,7 @@ def check_before_train(nd: NodeDir, store, content: RecordDict, run_id: str, rou
         raise refuse(Rule.MALFORMED, f"the plan is for run {plan.run_id!r}, {plan.group!r}; this train message is "
                                      f"run {run_id!r}, round {round_number!r}")
     check_plan(plan, me, raw_public_key(nd.ledger_key()), nd.policy().trust)
-    if store.meta_get(PLANS_SEEN + plan.digest().hex()) is not None:
-        raise refuse(Rule.PLAN_ONCE, "this node already took part in this run plan (one key pair and one view per plan)")
+    _refuse_seen(store, plan.digest().hex())  # read only: keys_stage records it after training
 
 
 @_named
